@@ -1,0 +1,5 @@
+"""Placeholder: replaced by the compatibility layer."""
+
+
+def apply():
+    pass

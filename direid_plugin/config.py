@@ -1,0 +1,280 @@
+"""The plugin's yacs configuration.
+
+torchreid's usual nodes (``model``, ``data``, ``sampler``, ``train``, ``sgd``/``adam``/``rmsprop``,
+``loss``, ``test``) keep upstream deep-person-reid's key names, so existing configs carry over.
+Plugin nodes (``engine``, ``degradation``, ``ddgan``, ``dfen``) are typed: a typo or a wrong
+value type is an error that names the key. One function builds each node, so each subsystem
+owns its block.
+
+YAML files may name a parent with ``_BASE_: relative/path.yaml``; the parent is merged first.
+"""
+import ast
+import os
+
+import yaml
+from yacs.config import CfgNode as CN
+
+
+class ConfigError(ValueError):
+    """A config file or override names an unknown key or gives a value of the wrong type."""
+
+
+def _model_node():
+    node = CN()
+    node.name = "osnet_x0_25"
+    # torchreid's ImageNet init; off by default because it needs a download (see compat.py).
+    node.pretrained = False
+    # A local torchreid-format state dict loaded non-strictly (classifier dropped on mismatch).
+    node.pretrained_path = ""
+    node.load_weights = ""  # weights to evaluate or fine-tune from
+    node.resume = ""  # "" | "auto" (newest valid checkpoint in data.save_dir) | a path
+    return node
+
+
+def _data_node():
+    node = CN()
+    node.type = "image"
+    node.root = os.environ.get("DIREID_DATA_ROOT", "reid-data")
+    node.sources = ["synthetic_mlr"]
+    node.targets = ["synthetic_mlr"]
+    node.workers = 2
+    node.split_id = 0
+    node.height = 256
+    node.width = 128
+    node.combineall = False
+    node.transforms = ["random_flip"]
+    node.k_tfm = 1
+    node.norm_mean = [0.485, 0.456, 0.406]
+    node.norm_std = [0.229, 0.224, 0.225]
+    node.save_dir = "log"
+    node.load_train_targets = False
+    return node
+
+
+def _sampler_node():
+    node = CN()
+    node.train_sampler = "RandomSampler"
+    node.train_sampler_t = "RandomSampler"
+    node.num_instances = 4
+    node.num_cams = 1
+    node.num_datasets = 1
+    return node
+
+
+def _train_node():
+    node = CN()
+    node.optim = "adam"
+    node.lr = 0.0003
+    node.weight_decay = 5e-4
+    node.max_epoch = 60
+    node.start_epoch = 0
+    node.batch_size = 32
+    node.fixbase_epoch = 0
+    node.open_layers = ["classifier"]
+    node.staged_lr = False
+    node.new_layers = ["classifier"]
+    node.base_lr_mult = 0.1
+    node.lr_scheduler = "single_step"
+    node.stepsize = [20]
+    node.gamma = 0.1
+    node.print_freq = 20
+    node.seed = 1
+    return node
+
+
+def _optimizer_nodes(cfg):
+    cfg.sgd = CN()
+    cfg.sgd.momentum = 0.9
+    cfg.sgd.dampening = 0.0
+    cfg.sgd.nesterov = False
+    cfg.rmsprop = CN()
+    cfg.rmsprop.alpha = 0.99
+    cfg.adam = CN()
+    cfg.adam.beta1 = 0.9
+    cfg.adam.beta2 = 0.999
+
+
+def _loss_node():
+    node = CN()
+    node.name = "softmax"  # softmax | triplet (softmax + hard-mined triplet)
+    node.softmax = CN()
+    node.softmax.label_smooth = True
+    node.triplet = CN()
+    node.triplet.margin = 0.3
+    node.triplet.weight_t = 1.0
+    node.triplet.weight_x = 0.0
+    return node
+
+
+def _test_node():
+    node = CN()
+    node.batch_size = 100
+    node.dist_metric = "euclidean"
+    node.normalize_feature = False
+    node.ranks = [1, 5, 10, 20]
+    node.evaluate = False
+    node.eval_freq = -1
+    node.start_eval = 0
+    node.rerank = False
+    node.visrank = False
+    node.visrank_topk = 10
+    node.use_metric_cuhk03 = False
+    # "standard": torchreid's CMC + mAP; "single_shot": the MLR protocol (one random gallery
+    # image per identity per trial, averaged over trials; evaluation/single_shot.py).
+    node.protocol = "standard"
+    node.single_shot_trials = 10
+    node.seed = 0
+    return node
+
+
+def _engine_node():
+    node = CN()
+    # "auto" follows loss.name (torchreid's softmax / triplet engines); plugin engines: ddgan, dfen.
+    node.name = "auto"
+    node.amp = True  # mixed precision, used only where the device supports it (CUDA)
+    node.channels_last = False
+    node.keep_last = 3  # checkpoints kept per model
+    node.progress = True  # tqdm bars for training and feature extraction
+    return node
+
+
+def _degradation_node():
+    node = CN()
+    # Names from direid_plugin.data.degradations, composed in random order and count.
+    node.kinds = ["resolution"]
+    node.compose_p = 0.5  # per-kind probability when several kinds are composed
+    node.resolution_range = [2.0, 4.0]  # paper U[2, 4]; the official code uses U[3, 5]
+    node.gamma_range = [2.0, 3.5]
+    node.gain_range = [1.0, 1.0]  # official code: [0.75, 1.0]
+    node.jpeg_quality_range = [10, 20]
+    node.gaussian_blur_sigma_range = [1.0, 3.0]
+    node.motion_blur_size_range = [5, 15]
+    node.gaussian_noise_std_range = [5.0, 20.0]
+    node.poisson_peak_range = [10.0, 60.0]
+    node.fog_beta_range = [0.6, 1.8]
+    node.fog_airlight_range = [0.7, 1.0]
+    node.seed = 0
+    return node
+
+
+def _ddgan_node():
+    node = CN()
+    return node
+
+
+def _dfen_node():
+    node = CN()
+    return node
+
+
+def get_default_config():
+    """A fresh default config (mutable; freeze it after merging)."""
+    cfg = CN()
+    cfg.use_gpu = True
+    cfg.model = _model_node()
+    cfg.data = _data_node()
+    cfg.sampler = _sampler_node()
+    cfg.train = _train_node()
+    _optimizer_nodes(cfg)
+    cfg.loss = _loss_node()
+    cfg.test = _test_node()
+    cfg.engine = _engine_node()
+    cfg.degradation = _degradation_node()
+    cfg.ddgan = _ddgan_node()
+    cfg.dfen = _dfen_node()
+    # Free-form node for user experiments; everything else is typed.
+    cfg.extra = CN(new_allowed=True)
+    return cfg
+
+
+def _read_yaml(path, seen=()):
+    """Read a YAML file and fold in its ``_BASE_`` chain (parent first)."""
+    path = os.path.abspath(path)
+    if path in seen:
+        raise ConfigError(f"{path}: _BASE_ inheritance forms a cycle through {list(seen)}")
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of config nodes")
+    base = data.pop("_BASE_", None)
+    if base is None:
+        return data
+    parent = _read_yaml(os.path.join(os.path.dirname(path), base), seen + (path,))
+    return _deep_merge(parent, data)
+
+
+def _deep_merge(base, override):
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _promote_ints(default, data, prefix=""):
+    """Accept ``1`` where a float is expected (yacs would reject it); nothing else is coerced."""
+    for key, value in data.items():
+        if not isinstance(default, CN) or key not in default:
+            continue
+        ref = default[key]
+        if isinstance(value, dict):
+            _promote_ints(ref, value, f"{prefix}{key}.")
+        elif isinstance(ref, float) and isinstance(value, int) and not isinstance(value, bool):
+            data[key] = float(value)
+        elif isinstance(ref, list) and isinstance(value, list) and ref and all(isinstance(r, float) for r in ref):
+            data[key] = [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+
+
+def _merge(cfg, data, source):
+    _promote_ints(cfg, data)
+    try:
+        cfg.merge_from_other_cfg(CN(data))
+    except KeyError as e:
+        raise ConfigError(f"{source}: unknown config key {e.args[0]!r}; see direid_plugin/config.py for valid keys") from None
+    except ValueError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _decode_value(raw):
+    """Command-line values are Python literals (``1e-4``, ``"['a','b']"``), else plain strings."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+
+
+def _opts_to_dict(opts):
+    if len(opts) % 2:
+        raise ConfigError(f"command-line overrides must come in KEY VALUE pairs, got {opts}")
+    data = {}
+    for key, raw in zip(opts[0::2], opts[1::2]):
+        value = _decode_value(raw)
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(config_file=None, opts=(), freeze=True):
+    """Default config, then ``config_file`` (with its ``_BASE_`` chain), then ``KEY VALUE`` opts."""
+    cfg = get_default_config()
+    if config_file:
+        _merge(cfg, _read_yaml(config_file), config_file)
+    if opts:
+        # yacs' merge_from_list refuses new keys even under new_allowed nodes; going through a
+        # dict keeps one code path and one error format for files and overrides.
+        _merge(cfg, _opts_to_dict(list(opts)), "command line")
+    if freeze:
+        cfg.freeze()
+    return cfg

@@ -1,0 +1,1 @@
+"""Evaluation: a vectorised ranking evaluator and the MLR single-shot protocol."""

@@ -1,0 +1,46 @@
+"""Install direid_plugin: DI-REID (degradation-invariant Re-ID) as a torchreid plugin."""
+from setuptools import find_packages, setup
+
+# torchreid==0.2.5 declares none of its own imports; they are listed here so that
+# `pip install -e .` on a fresh machine gives a working toolbox.
+TORCHREID_RUNTIME = [
+    "numpy>=2.0",  # torchreid's cuhk03 metric uses np.bool, absent in numpy 1.24-1.26
+    "Pillow",
+    "scipy",
+    "opencv-python-headless",
+    "h5py",
+    "six",
+    "tensorboard",
+    "matplotlib",
+]
+
+setup(
+    name="direid_plugin",
+    version="0.1.0",
+    description="Degradation-invariant person Re-ID (DI-REID: DDGAN + DFEN) as a torchreid plugin",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["direid_plugin", "direid_plugin.*"]),
+    include_package_data=True,
+    install_requires=[
+        # torch and torchvision must be the registry's matched pair: install them together
+        # first (`pip install torch torchvision`), see README.
+        "torch>=2.6",
+        "torchvision",
+        "torchreid==0.2.5",
+        "yacs",
+        "gdown",
+        "tabulate",
+        "tqdm",
+        "PyYAML",
+    ] + TORCHREID_RUNTIME,
+    extras_require={"test": ["pytest", "pytest-timeout"]},
+    entry_points={
+        "console_scripts": [
+            "direid-train=direid_plugin.cli.train:main",
+            "direid-test=direid_plugin.cli.test:main",
+            "direid-prepare-data=direid_plugin.cli.prepare_data:main",
+        ]
+    },
+)

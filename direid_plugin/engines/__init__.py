@@ -1,0 +1,1 @@
+"""Training engines (torchreid Engine subclasses) and the evaluation step they share."""

@@ -1,0 +1,127 @@
+"""Each torchreid 0.2.5 fix: the original failure is reproduced first, then the fix is checked."""
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torchreid
+from torchreid.reid.engine import ImageSoftmaxEngine
+from torchreid.reid.utils import torchtools
+
+from direid_plugin import compat
+from direid_plugin.data.image_io import ImageReadError
+
+
+@pytest.fixture(scope="module")
+def pku_dm():
+    root = os.path.join(os.environ.get("DIREID_SHARED_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")))
+    from conftest import shared_path
+
+    shared_path("pku_reid")
+    return torchreid.data.ImageDataManager(
+        root=root, sources="pku_reid", height=64, width=32, use_gpu=False, workers=0, batch_size_train=16,
+        batch_size_test=64,
+    )
+
+
+def _engine(dm, scheduler=True):
+    model = torchreid.models.build_model("osnet_x0_25", dm.num_train_pids, pretrained=False, use_gpu=False)
+    optimizer = torchreid.optim.build_optimizer(model, lr=1e-3)
+    sched = torchreid.optim.build_lr_scheduler(optimizer, stepsize=5) if scheduler else None
+    return ImageSoftmaxEngine(dm, model, optimizer=optimizer, scheduler=sched, use_gpu=False)
+
+
+def test_torchreid_checkpoints_reload(pku_dm, tmp_path):
+    engine = _engine(pku_dm)
+    # torchreid's own save_model stores rank1 as a numpy scalar...
+    compat.ORIGINALS["Engine.save_model"](engine, 0, np.float32(0.5), str(tmp_path / "orig"))
+    path = str(tmp_path / "orig" / "model" / "model.pth.tar-1")
+    # ...which its own loader cannot read back on torch >= 2.6.
+    with pytest.raises(pickle.UnpicklingError):
+        compat.ORIGINALS["load_checkpoint"](path)
+    # Fixed: torchreid's loader, resume and pretrained-weights paths all read it.
+    assert torchtools.load_checkpoint(path)["rank1"] == pytest.approx(0.5)
+    assert torchreid.utils.load_checkpoint(path)["epoch"] == 1
+    fresh = _engine(pku_dm)
+    torchtools.resume_from_checkpoint(path, fresh.model, fresh.optimizer, fresh.scheduler)
+    torchtools.load_pretrained_weights(fresh.model, path)
+    for key, value in engine.model.state_dict().items():
+        assert torch.equal(value, fresh.model.state_dict()[key])
+
+
+def test_save_model_without_scheduler(pku_dm, tmp_path):
+    engine = _engine(pku_dm, scheduler=False)
+    with pytest.raises(AttributeError, match="state_dict"):
+        compat.ORIGINALS["Engine.save_model"](engine, 0, 0.1, str(tmp_path / "orig"))
+    engine.save_model(2, np.float64(0.25), str(tmp_path / "fixed"))
+    state = torchreid.utils.load_checkpoint(str(tmp_path / "fixed" / "model" / "model.pth.tar-3"))
+    assert "scheduler" not in state and state["epoch"] == 3 and isinstance(state["rank1"], float)
+    fresh = _engine(pku_dm, scheduler=False)
+    assert torchtools.resume_from_checkpoint(
+        str(tmp_path / "fixed" / "model" / "model.pth.tar-3"), fresh.model, fresh.optimizer
+    ) == 3
+
+
+def test_ranks_beyond_cmc_length(pku_dm, capsys):
+    engine = _engine(pku_dm)
+    query, gallery = pku_dm.test_loader["pku_reid"]["query"], pku_dm.test_loader["pku_reid"]["gallery"]
+    kwargs = dict(dataset_name="pku_reid", query_loader=query, gallery_loader=gallery,
+                  use_metric_cuhk03=True, ranks=[1, 5, 10, 20])
+    # The cuhk03 metric's CMC has one entry per gallery identity (12 here): rank 20 overflowed.
+    with pytest.raises(IndexError):
+        compat.ORIGINALS["Engine._evaluate"](engine, **kwargs)
+    rank1, mAP = engine._evaluate(**kwargs)
+    out = capsys.readouterr().out
+    assert "Rank-10" in out and "Rank-20" not in out and "exceed the CMC length 12" in out
+    assert 0 <= rank1 <= 1 and engine.eval_results["pku_reid"]["rank10"] >= rank1
+
+
+def test_corrupt_image_gives_one_clear_error(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    # torchreid's read_image retries forever: still running after 5 s.
+    code = f"import warnings; warnings.simplefilter('ignore'); from torchreid.reid.utils.tools import read_image; read_image({str(bad)!r})"
+    with pytest.raises(subprocess.TimeoutExpired):
+        subprocess.run([sys.executable, "-c", code], timeout=5, capture_output=True)
+    with pytest.raises(ImageReadError, match="broken.jpg"):
+        torchreid.utils.read_image(str(bad))
+    from torchreid.reid.data.datasets import dataset as dataset_module
+
+    with pytest.raises(ImageReadError, match="broken.jpg"):
+        dataset_module.read_image(str(bad))
+
+
+def test_pretrained_without_cache_fails_fast_with_the_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv(compat.ALLOW_DOWNLOAD_ENV, raising=False)
+    expected = tmp_path / "checkpoints" / "osnet_x0_25_imagenet.pth"
+    with pytest.raises(compat.PretrainedWeightsMissing, match=str(expected)):
+        torchreid.models.build_model("osnet_x0_25", 10, pretrained=True, use_gpu=False)
+    hub_file = os.path.join(torch.hub.get_dir(), "checkpoints")
+    with pytest.raises(compat.PretrainedWeightsMissing, match=hub_file):
+        torchreid.models.build_model("resnet18", 10, pretrained=True, use_gpu=False)
+
+
+def test_pretrained_original_tries_the_network(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    from torchreid.reid.models import resnet
+
+    model = torchreid.models.build_model("resnet18", 10, pretrained=False, use_gpu=False)
+    monkeypatch.setattr(resnet, "model_zoo", compat.ORIGINALS["resnet.model_zoo"])
+    # Offline, the original path goes to the network and fails there (not with our message).
+    with pytest.raises(Exception) as info:
+        resnet.init_pretrained_weights(model, resnet.model_urls["resnet18"])
+    assert not isinstance(info.value, compat.PretrainedWeightsMissing)
+
+
+def test_pretrained_from_cache_loads(tmp_path, monkeypatch, osnet_msmt17_weights):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    os.makedirs(tmp_path / "checkpoints")
+    state = torch.load(osnet_msmt17_weights, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    torch.save(state, tmp_path / "checkpoints" / "osnet_x0_25_imagenet.pth")
+    model = torchreid.models.build_model("osnet_x0_25", 10, pretrained=True, use_gpu=False)
+    assert torch.equal(model.conv1.conv.weight, state["conv1.conv.weight"])

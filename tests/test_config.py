@@ -1,0 +1,73 @@
+"""yacs config: torchreid's node names, _BASE_ inheritance, clear errors naming the key."""
+import pytest
+
+from direid_plugin.config import ConfigError, get_default_config, load_config
+
+
+def _write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def test_default_has_torchreid_nodes_and_plugin_nodes():
+    cfg = get_default_config()
+    for node in ("model", "data", "sampler", "train", "sgd", "adam", "rmsprop", "loss", "test",
+                 "engine", "degradation", "ddgan", "dfen"):
+        assert node in cfg
+    assert cfg.train.lr == pytest.approx(3e-4) and cfg.data.sources == ["synthetic_mlr"]
+    assert cfg.model.pretrained is False  # no downloads by default
+
+
+def test_base_inheritance_merges_parent_first(tmp_path):
+    _write(tmp_path / "base.yaml", "train:\n  lr: 0.01\n  max_epoch: 5\ndata:\n  height: 64\n")
+    (tmp_path / "sub").mkdir()
+    child = _write(tmp_path / "sub" / "child.yaml", "_BASE_: ../base.yaml\ntrain:\n  max_epoch: 7\n")
+    cfg = load_config(child, ["data.width", "32", "train.lr", "1e-4"])
+    assert cfg.train.max_epoch == 7 and cfg.data.height == 64 and cfg.data.width == 32
+    assert cfg.train.lr == pytest.approx(1e-4)
+    assert cfg.is_frozen()
+
+
+def test_unknown_key_names_the_key(tmp_path):
+    bad = _write(tmp_path / "bad.yaml", "train:\n  lrr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"train\.lrr"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match=r"ddgan\.typo"):
+        load_config(None, ["ddgan.typo", "1"])
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigError, match=r"train\.max_epoch"):
+        load_config(None, ["train.max_epoch", "ten"])
+    with pytest.raises(ConfigError, match=r"data\.sources"):
+        load_config(None, ["data.sources", "3"])
+
+
+def test_int_is_accepted_for_float():
+    cfg = load_config(None, ["train.lr", "1"])
+    assert isinstance(cfg.train.lr, float) and cfg.train.lr == 1.0
+
+
+def test_base_cycle_and_missing_file_are_reported(tmp_path):
+    a = _write(tmp_path / "a.yaml", "_BASE_: b.yaml\n")
+    _write(tmp_path / "b.yaml", "_BASE_: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(a)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(str(tmp_path / "nope.yaml"))
+
+
+def test_extra_node_accepts_new_keys_from_files(tmp_path):
+    cfg = load_config(_write(tmp_path / "x.yaml", "extra:\n  my_flag: 3\n"))
+    assert cfg.extra.my_flag == 3
+
+
+def test_every_shipped_config_loads():
+    import glob
+    import os
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+    files = glob.glob(os.path.join(root, "**", "*.yaml"), recursive=True)
+    assert files
+    for path in files:
+        load_config(path)

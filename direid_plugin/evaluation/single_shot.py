@@ -1,0 +1,97 @@
+"""The MLR single-shot protocol (METHOD_SPEC section 6) and its summary over identity splits.
+
+For every query, gallery items with the query's pid and camera are dropped, then in each of
+``num_trials`` trials one gallery image per identity is kept at random (independently per
+query and trial, from ``numpy.random.default_rng(seed)``), and the CMC and AP of the query's
+ranking are computed on that reduced list. Results are averaged over trials, then over the
+queries that have a true match.
+
+The reduced list holds exactly one true match, so a query's AP in a trial is the reciprocal
+of the match's 1-based rank: the protocol's "mAP" -- the one the official code prints, and
+the reason it exceeds Rank-1 -- is the mean reciprocal rank.
+
+The CMC has one entry per gallery identity. Rank-k for k beyond that length is the last CMC
+value (1.0: every valid query finds its match within the list).
+
+Sampling is deterministic for a given seed and input size (queries are processed in chunks
+whose height depends on the gallery size, which fixes the order random numbers are drawn in).
+"""
+from typing import TypedDict
+
+import numpy as np
+from tabulate import tabulate
+
+from direid_plugin.evaluation.fast_rank import cmc_curve, require_valid_queries, single_shot_hit_ranks
+
+DEFAULT_RANKS = (1, 5, 10, 20)
+OFFICIAL_NUM_TRIALS = 100
+
+
+class SingleShotResult(TypedDict):
+    cmc: np.ndarray          # float32, one entry per gallery identity
+    mAP: float               # mean reciprocal rank (see the module docstring)
+    rank1: float
+    rank5: float
+    rank10: float
+    rank20: float
+    num_trials: int
+    num_valid_queries: int
+
+
+def rank_at(cmc, k):
+    """Rank-k accuracy; past the end of the CMC the curve stays at its last value."""
+    return float(cmc[min(k, len(cmc)) - 1])
+
+
+def evaluate_single_shot(distmat, q_pids, g_pids, q_camids, g_camids, num_trials=10, seed=0):
+    """Single-shot CMC and mAP of one split; ``num_trials`` gallery samplings (official: 100).
+
+    Raises ``fast_rank.NoValidQueryError`` when no query has a true match in the gallery.
+    """
+    if num_trials < 1:
+        raise ValueError(f"num_trials must be >= 1, got {num_trials}")
+    hit_ranks = single_shot_hit_ranks(
+        distmat, q_pids, g_pids, q_camids, g_camids, num_trials, np.random.default_rng(seed)
+    )
+    valid = hit_ranks[:, 0] >= 0
+    require_valid_queries(valid)
+    hit_ranks = hit_ranks[valid]
+    cmc = cmc_curve(hit_ranks, len(np.unique(g_pids)))
+    return SingleShotResult(
+        cmc=cmc,
+        mAP=float(np.mean(1.0 / (hit_ranks + 1))),
+        **{f"rank{k}": rank_at(cmc, k) for k in DEFAULT_RANKS},
+        num_trials=num_trials,
+        num_valid_queries=int(valid.sum()),
+    )
+
+
+def summarise_splits(results, ranks=DEFAULT_RANKS):
+    """Mean and std over splits of Rank-k (for each k in ``ranks``) and mAP.
+
+    ``results`` are mappings with ``cmc`` and ``mAP`` (e.g. ``evaluate_single_shot`` outputs).
+    Returns ``{'rank1': (mean, std), ..., 'mAP': (mean, std)}``; std is the population std
+    (ddof=0, ``numpy.std``'s default), which is 0 for a single split.
+    """
+    if not results:
+        raise ValueError("summarise_splits needs at least one result")
+    values = {
+        **{f"rank{k}": [rank_at(r["cmc"], k) for r in results] for k in ranks},
+        "mAP": [float(r["mAP"]) for r in results],
+    }
+    return {name: (float(np.mean(v)), float(np.std(v))) for name, v in values.items()}
+
+
+def results_table(rows, ranks=DEFAULT_RANKS, tablefmt="github"):
+    """A tabulate table of 'mean ± std' cells in percent, one line per row.
+
+    ``rows`` are ``(label, results)`` pairs, ``results`` being the per-split results of one
+    model / dataset (a one-element list for a single evaluation).
+    """
+    headers = ["", *(f"Rank-{k}" for k in ranks), "mAP"]
+    lines = []
+    for label, results in rows:
+        summary = summarise_splits(results, ranks)
+        cells = [f"{100 * mean:.1f} ± {100 * std:.1f}" for mean, std in summary.values()]
+        lines.append([label, *cells])
+    return tabulate(lines, headers=headers, tablefmt=tablefmt, disable_numparse=True)

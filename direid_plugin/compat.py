@@ -105,11 +105,14 @@ def apply():
     from direid_plugin.data.image_io import read_image
     from direid_plugin.engines.checkpointing import save_model
     from direid_plugin.engines.evaluation import evaluate
+    from direid_plugin.evaluation.fast_rank import evaluate_vectorised
 
     _replace(_torchtools_mod, "load_checkpoint", _load_checkpoint, "load_checkpoint")
     _replace(_utils_pkg, "load_checkpoint", _load_checkpoint, "utils.load_checkpoint")
     _replace(_engine_mod.Engine, "save_model", save_model, "Engine.save_model")
     _replace(_engine_mod.Engine, "_evaluate", evaluate, "Engine._evaluate")
+    _replace(_rank_mod, "evaluate_cy", evaluate_vectorised, "evaluate_cy")
+    _replace(_rank_mod, "IS_CYTHON_AVAI", True, "IS_CYTHON_AVAI")
     _replace(_tools_mod, "read_image", read_image, "read_image")
     _replace(_utils_pkg, "read_image", read_image, "utils.read_image")
     _replace(_dataset_mod, "read_image", read_image, "dataset.read_image")

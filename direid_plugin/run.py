@@ -13,7 +13,7 @@ import torch
 from tabulate import tabulate
 
 import torchreid
-from torchreid.reid.utils import Logger, load_pretrained_weights, set_random_seed
+from torchreid.reid.utils import load_pretrained_weights, set_random_seed
 
 from direid_plugin.engines.builder import build_engine, engine_name
 from direid_plugin.engines.checkpointing import resume_engine
@@ -88,6 +88,24 @@ def load_weights_report(model, path):
     return changed, unchanged
 
 
+class _Tee:
+    """stdout that also goes to the run's log file (torchreid's Logger closes the console on GC)."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for stream in self.streams:
+            stream.write(text)
+
+    def flush(self):
+        for stream in self.streams:
+            stream.flush()
+
+    def isatty(self):
+        return False
+
+
 @contextlib.contextmanager
 def _output_folder(cfg, prefix):
     """Check data.save_dir is writable, save the config there and tee stdout into a log file."""
@@ -102,13 +120,13 @@ def _output_folder(cfg, prefix):
     with open(os.path.join(save_dir, "config.yaml"), "w") as f:
         f.write(cfg.dump())
     console = sys.stdout
-    logger = Logger(os.path.join(save_dir, f"{prefix}.log-{time.strftime('%Y-%m-%d-%H-%M-%S')}"))
-    sys.stdout = logger
-    try:
-        yield
-    finally:
-        sys.stdout = console
-        logger.file.close()  # Logger.close() would close the console too
+    log_path = os.path.join(save_dir, f"{prefix}.log-{time.strftime('%Y-%m-%d-%H-%M-%S')}")
+    with open(log_path, "w", encoding="utf-8") as log_file:
+        sys.stdout = _Tee(console, log_file)
+        try:
+            yield
+        finally:
+            sys.stdout = console
 
 
 def results_rows(engine, label):

@@ -125,3 +125,26 @@ def test_pretrained_from_cache_loads(tmp_path, monkeypatch, osnet_msmt17_weights
     torch.save(state, tmp_path / "checkpoints" / "osnet_x0_25_imagenet.pth")
     model = torchreid.models.build_model("osnet_x0_25", 10, pretrained=True, use_gpu=False)
     assert torch.equal(model.conv1.conv.weight, state["conv1.conv.weight"])
+
+
+def test_evaluate_rank_on_a_small_gallery():
+    from torchreid.reid.metrics import rank
+
+    # 5 queries x 10 gallery; query 0 loses a same-pid same-camera gallery item, so its ranked
+    # list is shorter than the others: torchreid's python evaluator builds a ragged array.
+    rng = np.random.default_rng(0)
+    distmat = rng.random((5, 10)).astype(np.float32)
+    q_pids, g_pids = np.arange(5), np.array([0, 1, 2, 3, 4, 0, 1, 2, 3, 4])
+    q_cams, g_cams = np.zeros(5, int), np.array([1, 1, 1, 1, 1, 0, 2, 2, 2, 2])
+    with pytest.raises(ValueError):
+        rank.evaluate_py(distmat, q_pids, g_pids, q_cams, g_cams, 50, False)
+    cmc, mAP = rank.evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams)
+    assert rank.IS_CYTHON_AVAI and compat.ORIGINALS['IS_CYTHON_AVAI'] is False
+    assert len(cmc) == 10 and cmc[-1] == 1.0 and 0 < mAP <= 1
+    # By hand: AP = mean over a query's matches of precision at each match.
+    order = np.argsort(distmat, axis=1)
+    keep = ~((g_pids[order] == q_pids[:, None]) & (g_cams[order] == q_cams[:, None]))
+    hits = [np.flatnonzero((g_pids[order[i]] == q_pids[i])[keep[i]]) for i in range(5)]
+    aps = [np.mean([(j + 1) / (pos + 1) for j, pos in enumerate(h)]) for h in hits]
+    assert mAP == pytest.approx(np.mean(aps), abs=1e-6)
+    assert cmc[0] == pytest.approx(np.mean([h[0] == 0 for h in hits]))

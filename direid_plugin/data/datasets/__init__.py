@@ -1,4 +1,20 @@
 """Plugin datasets, registered with torchreid by ``direid_plugin.registry.register_all``."""
 
+from direid_plugin.data.datasets.caviar import CAVIAR
+from direid_plugin.data.datasets.mlr_cuhk03 import MLRCUHK03, MLRCUHK03Folder
+from direid_plugin.data.datasets.mlr_viper import MLRViper
+from direid_plugin.data.datasets.pku_reid import PKUReid
+from direid_plugin.data.datasets.synthetic import SyntheticMLR
+from direid_plugin.data.datasets.wrappers import wrapper_datasets
+
 # name -> ImageDataset class (or functools.partial of one)
-DATASETS = {}
+DATASETS = {
+    "pku_reid": PKUReid,
+    "synthetic_mlr": SyntheticMLR,
+    "mlr_viper": MLRViper,
+    "mlr_cuhk03": MLRCUHK03,
+    "mlr_cuhk03_folder": MLRCUHK03Folder,
+    "caviar": CAVIAR,
+}
+# mlr_<stock> / lowlight_<stock> for torchreid's datasets; the dedicated entries above keep their names.
+DATASETS.update(wrapper_datasets(taken=DATASETS))

@@ -1,0 +1,67 @@
+"""Seeded identity splits and the cross-camera protocol built from a cache manifest.
+
+The split-protocol datasets (MLR-VIPeR, MLR-CUHK03, CAVIAR) record in their manifest every
+image as ``[path, pid, camid]`` (a relative path lies inside the cache, an absolute one is a raw
+file referenced in place), the LR camera ids, and the identity splits. Any split then gives:
+train = all images of the train identities (relabelled 0..N-1), query = LR-camera images of the
+test identities, gallery = HR-camera images of the test identities (raw pids kept).
+"""
+import os
+
+import numpy as np
+from torchreid.reid.data.datasets.dataset import ImageDataset
+
+from direid_plugin.data.datasets.protocol_cache import SPLIT_STREAM
+
+
+def identity_splits(pids, num_test, num_splits, seed, testable=None):
+    """``num_splits`` random ``{"train": [...], "test": [...]}`` splits of ``pids`` (sorted lists).
+
+    Test identities are drawn from ``testable`` (default: all), for example only those seen by
+    both cameras; every other identity trains.
+    """
+    pids = sorted(set(pids))
+    candidates = sorted(set(pids if testable is None else testable))
+    if not 0 < num_test < len(pids) or num_test > len(candidates):
+        raise ValueError(
+            f"cannot draw {num_test} test identities: {len(pids)} identities in all, "
+            f"{len(candidates)} of them usable for testing"
+        )
+    rng = np.random.default_rng([seed, SPLIT_STREAM])
+    splits = []
+    for _ in range(num_splits):
+        test = set(rng.choice(candidates, size=num_test, replace=False).tolist())
+        splits.append({"train": [p for p in pids if p not in test], "test": sorted(test)})
+    return splits
+
+
+def protocol_lists(record, folder, split_id):
+    """``(train, query, gallery)`` item lists of split ``split_id`` from a manifest ``record``."""
+    splits = record["splits"]
+    if not 0 <= split_id < len(splits):
+        raise ValueError(f"split_id={split_id} is out of range: {folder} has splits 0..{len(splits) - 1}")
+    label = {pid: i for i, pid in enumerate(splits[split_id]["train"])}
+    test = set(splits[split_id]["test"])
+    lr_camids = set(record["lr_camids"])
+    train, query, gallery = [], [], []
+    for path, pid, camid in record["images"]:
+        path = os.path.join(folder, path)  # absolute (raw) paths pass through unchanged
+        if pid in label:
+            train.append((path, label[pid], camid))
+        elif pid in test:
+            (query if camid in lr_camids else gallery).append((path, pid, camid))
+    return train, query, gallery
+
+
+class SplitProtocolDataset(ImageDataset):
+    """An ``ImageDataset`` whose lists come from a verified cache manifest (see module doc).
+
+    Attributes for tools: ``cache_dir``, ``manifest``, ``lr_camids``.
+    """
+
+    def __init__(self, folder, record, split_id, **kwargs):
+        self.cache_dir = folder
+        self.manifest = record
+        self.lr_camids = frozenset(record["lr_camids"])
+        train, query, gallery = protocol_lists(record, folder, split_id)
+        super().__init__(train, query, gallery, **kwargs)

@@ -1,0 +1,107 @@
+"""Degraded-query versions of any torchreid image dataset: ``mlr_<name>`` and ``lowlight_<name>``.
+
+The base dataset is built by torchreid (same root, split and flags), then the query images of
+the LR camera(s) are degraded into a cache with a manifest: ``mlr_`` down-samples each by a
+factor drawn from {2, 3, 4} and resizes back; ``lowlight_`` darkens each with gamma ~ U[2, 3.5]
+and gain ~ U[0.75, 1] (the DI-REID illumination degradation). The gallery stays clean, and so
+does train unless ``degrade_train=True``, which also degrades the train images of the LR
+camera(s) (a camera-specific degradation, as in MLR-VIPeR).
+
+The base dataset is torchreid's own class, so it reads (and, like torchreid's VIPeR with its
+splits.json, may write) files under ``root`` exactly as it does without the plugin.
+
+Names: the dedicated ``mlr_viper`` and ``mlr_cuhk03`` (the papers' protocols) win; the wrappers
+of those two datasets are registered as ``mlr_wrap_viper`` and ``mlr_wrap_cuhk03``.
+"""
+import functools
+import os
+
+from torchreid.reid.data.datasets import init_image_dataset
+from torchreid.reid.data.datasets.dataset import ImageDataset
+
+from direid_plugin.data.datasets.protocol_cache import RawDataError, load_or_build, random_downsample, write_degraded
+from direid_plugin.data.degradations import Illumination
+from direid_plugin.data.image_io import read_image
+from direid_plugin.registry import dataset_registry
+
+# torchreid's stock image datasets that have a query set (cuhksysu is train-only).
+STOCK_DATASETS = (
+    "market1501", "cuhk03", "dukemtmcreid", "msmt17", "viper", "grid", "cuhk01", "ilids", "sensereid", "prid",
+    "cuhk02", "university1652",
+)
+# Flags ImageDataManager passes to every dataset that only the base dataset understands.
+BASE_FLAGS = ("cuhk03_labeled", "cuhk03_classic_split", "market1501_500k")
+
+_darken = Illumination((2.0, 3.5), (0.75, 1.0))
+DEGRADATIONS = {"mlr": random_downsample, "lowlight": _darken}
+
+
+def build_base(base, root, split_id, base_flags):
+    """Build torchreid dataset ``base`` quietly; a missing folder is an error, never a download."""
+    stock = dataset_registry().get(base)
+    if stock is None:
+        raise ValueError(f"'{base}' is not a registered torchreid image dataset")
+    folder = os.path.join(root, getattr(getattr(stock, "func", stock), "dataset_dir", ""))
+    layout = f"torchreid's '{base}' layout under {folder} (see the torchreid dataset docs)"
+    if not os.path.isdir(folder):  # checked first: torchreid would try to download it, which fails offline
+        raise RawDataError(f"{folder} not found; expected layout: {layout}")
+    try:
+        return init_image_dataset(base, root=root, split_id=split_id, verbose=False, **base_flags)
+    except RuntimeError as e:  # torchreid's check_before_run: '"<path>" is not found'
+        raise RawDataError(f"{e}; expected layout: {layout}") from None
+
+
+class DegradedQueryDataset(ImageDataset):
+    """torchreid dataset ``base`` with degraded LR-camera queries (see module doc).
+
+    Args:
+        base: a stock torchreid image dataset name.
+        degradation: ``'mlr'`` (down-sampling) or ``'lowlight'`` (gamma darkening).
+        lr_camids: cameras whose queries are degraded; None = every query camera.
+        degrade_train: also degrade the train images of those cameras.
+        seed: fixes the per-image degradation parameters (recorded in the manifest).
+        build_cache: False only verifies an existing cache.
+    """
+
+    def __init__(self, base, degradation="mlr", root="", split_id=0, seed=0, lr_camids=None, degrade_train=False,
+                 build_cache=True, **kwargs):
+        if degradation not in DEGRADATIONS:
+            raise ValueError(f"degradation must be one of {sorted(DEGRADATIONS)}, got {degradation!r}")
+        root = os.path.abspath(os.path.expanduser(root))
+        base_flags = {key: kwargs.pop(key) for key in BASE_FLAGS if key in kwargs}
+        dataset = build_base(base, root, split_id, base_flags)
+        train, query, gallery = ([item[:3] for item in items] for items in (dataset.train, dataset.query, dataset.gallery))
+        lr = sorted({camid for _, _, camid in query} if lr_camids is None else set(lr_camids))
+        targets = sorted({path for path, _, camid in query + (train if degrade_train else []) if camid in lr})
+        if not targets:
+            raise ValueError(f"{base} has no query images from cameras {lr}; query cameras are {sorted({c for _, _, c in query})}")
+        name = f"{degradation}_wrap_{base}"  # the cache label; distinct from the dedicated datasets' caches
+
+        def build(tmp):
+            jobs = [
+                (f"degraded/{i:06d}_{os.path.splitext(os.path.basename(path))[0]}.png", path,
+                 lambda path=path: read_image(path))
+                for i, path in enumerate(targets)
+            ]
+            return {"lr_camids": lr, "degraded": write_degraded(tmp, jobs, seed, DEGRADATIONS[degradation])}
+
+        params = {"dataset": name, "root": root, "split_id": split_id, "base_flags": base_flags, "seed": seed,
+                  "lr_camids": lr, "degrade_train": degrade_train}
+        folder, record = load_or_build(name, params, targets, build, allow_build=build_cache)
+        cached = {entry["source"]: os.path.join(folder, rel) for rel, entry in record["degraded"].items()}
+        swap = lambda items: [(cached.get(path, path), pid, camid) for path, pid, camid in items]
+        self.cache_dir = folder
+        self.manifest = record
+        self.lr_camids = frozenset(lr)
+        self.base_dataset_name = base
+        super().__init__(swap(train) if degrade_train else train, swap(query), gallery, **kwargs)
+
+
+def wrapper_datasets(taken=()):
+    """``{name: partial}`` for ``mlr_<stock>`` and ``lowlight_<stock>``; a name in ``taken`` gets ``<kind>_wrap_<stock>``."""
+    entries = {}
+    for kind in DEGRADATIONS:
+        for base in STOCK_DATASETS:
+            name = f"{kind}_{base}" if f"{kind}_{base}" not in taken else f"{kind}_wrap_{base}"
+            entries[name] = functools.partial(DegradedQueryDataset, base=base, degradation=kind)
+    return entries

@@ -141,8 +141,10 @@ def _engine_node():
 def _degradation_node():
     node = CN()
     # Names from direid_plugin.data.degradations, composed in random order and count.
+    # Kinds: resolution, illumination, jpeg, gaussian_blur, motion_blur, gaussian_noise,
+    # poisson_noise, fog. Parameters are drawn uniformly from [low, high] (integers inclusive).
     node.kinds = ["resolution"]
-    node.compose_p = 0.5  # per-kind probability when several kinds are composed
+    node.compose_p = 0.5  # K ~ Binomial(len(kinds), compose_p) conditioned on K >= 1 kinds applied
     node.resolution_range = [2.0, 4.0]  # paper U[2, 4]; the official code uses U[3, 5]
     node.gamma_range = [2.0, 3.5]
     node.gain_range = [1.0, 1.0]  # official code: [0.75, 1.0]
@@ -150,15 +152,36 @@ def _degradation_node():
     node.gaussian_blur_sigma_range = [1.0, 3.0]
     node.motion_blur_size_range = [5, 15]
     node.gaussian_noise_std_range = [5.0, 20.0]
-    node.poisson_peak_range = [10.0, 60.0]
+    node.poisson_peak_range = [10.0, 60.0]  # photons at a white pixel
     node.fog_beta_range = [0.6, 1.8]
-    node.fog_airlight_range = [0.7, 1.0]
+    node.fog_airlight_range = [0.7, 1.0]  # a fraction of white
     node.seed = 0
     return node
 
 
 def _ddgan_node():
+    """Stage-1 DDGAN architecture (read by models.ddgan.from_config) and loss forms."""
     node = CN()
+    # Content encoder E_c: a torchreid backbone cut to 4 levels (models/backbones.py lists them).
+    node.backbone = "osnet_x0_25"  # the paper's is resnet50; osnet_x0_25 is the CPU-friendly one
+    node.backbone_weights = ""  # torchreid-format Re-ID/ImageNet weights for the trunk, loaded non-strictly
+    node.feat_inv_dim = 2048  # f_inv width
+    node.content_dim = 128  # content map channels (at 1/4 resolution)
+    node.code_dim = 128  # degradation code width
+    node.dr_scales = 3  # D_r scales
+    node.dd_scales = 1  # D_d scales: 1 for resolution-only degradation (official), 3 otherwise
+    node.multi_scale = True  # False: Table-3 "w/o multi-scale" (last trunk level only)
+    node.freeze_trunk = True  # stage 1 runs the trunk under no_grad (official code)
+    node.trunk_bn_eval = False  # True stops the frozen trunk's BatchNorm statistics from drifting
+    # Frozen identity encoder E_id for the paper's identity-preserving loss (Eq. 3, 8); "" = none.
+    node.eid_name = ""
+    node.eid_weights = ""
+    node.eid_distance = "l1"  # l1 | l2 | cosine, between E_id features of generated and source images
+    # Loss forms.
+    node.gan_type = "lsgan"  # lsgan (official code) | nsgan (paper Eq. 4, 7)
+    node.grad_penalty = 0.01  # R1-style penalty weight on real images
+    node.rank_margin = 1.0
+    node.pixel_loss = "l1"  # l1 | smooth_l1 | l2
     return node
 
 

@@ -8,18 +8,26 @@
   needed to read such files are allow-listed, nothing else.
 * RNG states are stored as tensors and plain lists so they also pass the weights-only loader.
 """
+import contextlib
 import glob
 import os
 import random
 import re
 import tempfile
+import time
 
 import numpy as np
 import torch
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, truncated, or not a checkpoint."""
+    """A checkpoint file is missing, truncated, not a checkpoint, or does not fit the model."""
+
+
+# Test hook (tests/test_kill_resume.py): when this variable equals a checkpoint's file name, its save
+# announces itself on stdout and sleeps once the temporary file is complete, before the rename, so a
+# test can SIGKILL the process in the middle of a save deterministically. Never set in normal use.
+PAUSE_BEFORE_RENAME_ENV = "DIREID_TEST_PAUSE_BEFORE_RENAME"
 
 
 def _numpy_safe_globals():
@@ -49,6 +57,7 @@ def save_checkpoint(state, path, keep_last=0):
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        _test_pause_before_rename(tmp, path)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -59,6 +68,12 @@ def save_checkpoint(state, path, keep_last=0):
         for old in series(path)[:-keep_last]:
             os.remove(old)
     return path
+
+
+def _test_pause_before_rename(tmp, path):
+    if os.environ.get(PAUSE_BEFORE_RENAME_ENV) == os.path.basename(path):
+        print(f"test hook: {tmp} written, pausing before renaming it to {path}", flush=True)
+        time.sleep(3600)
 
 
 def _fsync_dir(folder):
@@ -113,6 +128,38 @@ def load_checkpoint(path, map_location="cpu"):
         ) from None
 
 
+def model_state(checkpoint, path):
+    """The model state dict inside a loaded checkpoint (torchreid's or a bare one), ``module.`` prefixes dropped."""
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds no state dict (a {type(checkpoint).__name__}); give a torchreid checkpoint")
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def state_dict_mismatch(model_state_dict, loaded):
+    """One line on how ``loaded`` differs from a model's state dict: shapes, missing and extra keys."""
+    shapes = [f"{k}: file {tuple(v.shape)} vs model {tuple(model_state_dict[k].shape)}" for k, v in loaded.items()
+              if k in model_state_dict and torch.is_tensor(v) and v.shape != model_state_dict[k].shape]
+    missing = [k for k in model_state_dict if k not in loaded]
+    extra = [k for k in loaded if k not in model_state_dict]
+    parts = [f"{len(shapes)} shape mismatches ({'; '.join(shapes[:3])})"] if shapes else []
+    if missing:
+        parts.append(f"{len(missing)} model keys absent from the file (e.g. {missing[:3]})")
+    if extra:
+        parts.append(f"{len(extra)} file keys unknown to the model (e.g. {extra[:3]})")
+    return ", ".join(parts)
+
+
+def load_model_state(model, checkpoint, path):
+    """Strictly load a loaded checkpoint's model state; a mismatch is a ``CheckpointError`` naming keys/shapes."""
+    loaded = model_state(checkpoint, path)
+    mismatch = state_dict_mismatch(model.state_dict(), loaded)
+    if mismatch:
+        raise CheckpointError(f"{path} does not fit {type(model).__name__}: {mismatch}; it needs a checkpoint of the "
+                              "same model.name trained on the same number of identities")
+    model.load_state_dict(loaded)
+
+
 def latest_valid(path_pattern):
     """The newest loadable file among those matching a glob pattern (by trailing number), or None."""
     candidates = sorted(glob.glob(path_pattern), key=_trailing_number)
@@ -154,3 +201,13 @@ def restore_rng_state(state):
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def preserved_rng():
+    """Run a block (an evaluation, say) without moving the global RNGs, so training is unchanged by it."""
+    state = capture_rng_state()
+    try:
+        yield
+    finally:
+        restore_rng_state(state)

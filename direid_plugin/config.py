@@ -48,6 +48,9 @@ def _data_node():
     node.norm_std = [0.229, 0.224, 0.225]
     node.save_dir = "log"
     node.load_train_targets = False
+    # Decode every train/query/gallery image once before the run, drop unreadable ones and list
+    # them at the end and in <save_dir>/skipped_images.txt (data/datamanager.py); False: fail on them.
+    node.skip_bad_images = False
     return node
 
 
@@ -135,6 +138,7 @@ def _engine_node():
     node.channels_last = False
     node.keep_last = 3  # checkpoints kept per model
     node.progress = True  # tqdm bars for training and feature extraction
+    node.max_nonfinite_steps = 10  # consecutive NaN/inf steps skipped before TrainingDiverged (engines/guards.py)
     return node
 
 
@@ -182,7 +186,38 @@ def _ddgan_node():
     node.grad_penalty = 0.01  # R1-style penalty weight on real images
     node.rank_margin = 1.0
     node.pixel_loss = "l1"  # l1 | smooth_l1 | l2
+    _ddgan_training_keys(node)
     return node
+
+
+def _ddgan_training_keys(node):
+    """Stage-1 engine (engines/ddgan_engine.py): schedule, loss weights and variant switches.
+
+    Defaults are the official code's; configs/ddgan/ddgan_paper.yaml switches to the paper's
+    formulation. A weight of 0 switches a loss term off (the per-term ablation switches).
+    """
+    node.max_iter = 30000
+    node.lr = 1e-4  # both optimisers (Adam)
+    node.betas = [0.0, 0.999]
+    node.weight_decay = 5e-4
+    node.lr_step = 20000  # MultiStepLR milestones s, 1.5 s, 1.75 s (per iteration), gamma lr_gamma
+    node.lr_gamma = 0.1
+    node.sync_prob = -1.0  # < 0: alternate self (odd) and real (even) iterations; else P(self)
+    node.lr_camids = []  # LR cameras of the training data; [] = what the dataset declares (else unpaired)
+    node.w_real = 1.0  # reality adversarial (Eq. 4, 7)
+    node.w_deg = 1.0  # degradation ranking / classification (Eq. 5, 10)
+    node.w_rec = 10.0  # self reconstruction x_aa, x_bb (Eq. 2, 6)
+    node.w_cross_rec = 10.0  # self pairs: x_ab -> x_b, x_ba -> x_a (official; the paper has none)
+    node.w_inv = 5.0  # content invariance |c_a - c_b| on self pairs (Eq. 1)
+    node.w_id = 0.5  # identification CE on content features of real images (Eq. 9)
+    node.w_cycle = 10.0  # swap-back reconstruction on real pairs (official)
+    node.w_pre = 0.0  # identity preserving through frozen E_id (Eq. 3, 8; paper)
+    node.w_kl = 0.0  # KL consistency of f_inv logits on self pairs (official --enable_kl)
+    node.real_deg = "binary"  # real pairs with known LR cameras: binary (official) | ranking (Eq. 10)
+    node.self_d_fake = "random"  # self-iteration D_r fake: random one of x_ab/x_ba (official) | both
+    node.log_freq = 50
+    node.image_freq = 1000
+    node.checkpoint_freq = 1000
 
 
 def _dfen_node():

@@ -7,6 +7,9 @@ model share the data, schedule and evaluation of one config. Plugin engines add 
 from torchreid.reid import engine as tr_engine
 from torchreid.reid import optim as tr_optim
 
+from direid_plugin.engines.checkpointing import find_resume_checkpoint
+from direid_plugin.engines.guards import guard_engine
+
 
 def optimizer_kwargs(cfg):
     return dict(
@@ -59,8 +62,14 @@ def _triplet_engine(cfg, datamanager, model, use_gpu):
     )
 
 
+def _ddgan_engine(cfg, datamanager, model, use_gpu):
+    from direid_plugin.engines.ddgan_engine import DDGANEngine
+
+    return DDGANEngine(datamanager, model, cfg, use_gpu)
+
+
 # name -> builder(cfg, datamanager, model, use_gpu) -> Engine
-ENGINE_BUILDERS = {"softmax": _softmax_engine, "triplet": _triplet_engine}
+ENGINE_BUILDERS = {"softmax": _softmax_engine, "triplet": _triplet_engine, "ddgan": _ddgan_engine}
 
 
 def engine_name(cfg):
@@ -78,4 +87,8 @@ def build_engine(cfg, datamanager, model, use_gpu):
     engine.eval_seed = cfg.test.seed
     engine.keep_last = cfg.engine.keep_last
     engine.progress = cfg.engine.progress
+    # NaN/inf loss or gradients skip the step; a run that keeps producing them stops (guards.py).
+    first_model = engine.get_model_names()[0]
+    guard_engine(engine, cfg.engine.max_nonfinite_steps,
+                 last_good_checkpoint=lambda: find_resume_checkpoint("auto", cfg.data.save_dir, first_model))
     return engine

@@ -12,7 +12,7 @@ import os.path as osp
 import shutil
 
 from direid_plugin.checkpoint import (
-    capture_rng_state, latest_valid, load_checkpoint, restore_rng_state, save_checkpoint,
+    capture_rng_state, latest_valid, load_checkpoint, load_model_state, restore_rng_state, save_checkpoint,
 )
 
 CHECKPOINT_PREFIX = "model.pth.tar-"
@@ -51,7 +51,13 @@ def find_resume_checkpoint(resume, save_dir, model_name):
 
 
 def resume_engine(engine, resume, save_dir):
-    """Restore every registered model, optimiser, scheduler and the RNG; return the start epoch."""
+    """Restore every registered model, optimiser, scheduler and the RNG; return the start epoch.
+
+    Engines with more state than torchreid's layout holds (the iteration-based DDGAN engine)
+    provide ``resume_training(resume, save_dir)`` and are delegated to.
+    """
+    if hasattr(engine, "resume_training"):
+        return engine.resume_training(resume, save_dir)
     start_epoch = 0
     for name in engine.get_model_names():
         path = find_resume_checkpoint(resume, save_dir, name)
@@ -59,7 +65,7 @@ def resume_engine(engine, resume, save_dir):
             print(f"=> model.resume=auto: no checkpoint for '{name}' in {save_dir}; starting from scratch")
             return 0
         state = load_checkpoint(path)
-        engine._models[name].load_state_dict(state["state_dict"])
+        load_model_state(engine._models[name], state, path)
         if engine._optims.get(name) is not None and "optimizer" in state:
             engine._optims[name].load_state_dict(state["optimizer"])
         if engine._scheds.get(name) is not None and "scheduler" in state:

@@ -1,4 +1,5 @@
 """Plugin datasets, registered with torchreid by ``direid_plugin.registry.register_all``."""
+import functools
 
 from direid_plugin.data.datasets.caviar import CAVIAR
 from direid_plugin.data.datasets.mlr_cuhk03 import MLRCUHK03, MLRCUHK03Folder
@@ -11,6 +12,9 @@ from direid_plugin.data.datasets.wrappers import wrapper_datasets
 DATASETS = {
     "pku_reid": PKUReid,
     "synthetic_mlr": SyntheticMLR,
+    # A few identities at 64x32: smoke runs of whole pipelines in seconds (tests, quick checks).
+    "synthetic_mlr_tiny": functools.partial(SyntheticMLR, num_train_ids=8, num_test_ids=6, images_per_camera=2,
+                                            height=64, width=32),
     "mlr_viper": MLRViper,
     "mlr_cuhk03": MLRCUHK03,
     "mlr_cuhk03_folder": MLRCUHK03Folder,

@@ -1,0 +1,1 @@
+"""Pictures: degradation-swap grids, replay sheets (ranked lists come from torchreid)."""

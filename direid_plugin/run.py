@@ -13,8 +13,10 @@ import torch
 from tabulate import tabulate
 
 import torchreid
-from torchreid.reid.utils import load_pretrained_weights, set_random_seed
+from torchreid.reid.utils import set_random_seed
 
+from direid_plugin.checkpoint import CheckpointError, load_checkpoint, model_state, state_dict_mismatch
+from direid_plugin.data.datamanager import build_checked_datamanager, report_skipped_images
 from direid_plugin.engines.builder import build_engine, engine_name
 from direid_plugin.engines.checkpointing import resume_engine
 from direid_plugin.registry import model_factory
@@ -52,6 +54,8 @@ def imagedata_kwargs(cfg):
 
 
 def build_datamanager(cfg):
+    if cfg.data.skip_bad_images:
+        return build_checked_datamanager(**imagedata_kwargs(cfg))
     return torchreid.reid.data.ImageDataManager(**imagedata_kwargs(cfg))
 
 
@@ -75,16 +79,23 @@ def build_model(cfg, num_classes):
 
 
 def load_weights_report(model, path):
-    """Non-strict load of a torchreid-format state dict; print what matched and what did not."""
+    """Non-strict load of a torchreid-format state dict; print what matched and what did not.
+
+    Non-strict by design (a Re-ID checkpoint's classifier rarely fits another dataset), but a file
+    of which nothing fits is an error naming it: it belongs to another model.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"weights file not found: {path} (model.pretrained_path / model.load_weights)")
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    load_pretrained_weights(model, path)
-    after = model.state_dict()
-    changed = [k for k in after if not torch.equal(before[k], after[k])]
-    unchanged = [k for k in after if k not in changed and after[k].dtype.is_floating_point]
+    loaded = model_state(load_checkpoint(path), path)
+    current = model.state_dict()
+    changed = [k for k, v in loaded.items() if k in current and torch.is_tensor(v) and v.shape == current[k].shape]
+    if not changed:
+        raise CheckpointError(f"{path}: no tensor fits {type(model).__name__} ({state_dict_mismatch(current, loaded)}); "
+                              "is it a checkpoint of another model.name?")
+    model.load_state_dict({k: loaded[k] for k in changed}, strict=False)
+    unchanged = [k for k in current if k not in changed and current[k].dtype.is_floating_point]
     print(f'=> Loaded "{path}": {len(changed)} tensors set, {len(unchanged)} float tensors left at init'
-          + (f" (e.g. {unchanged[:3]})" if unchanged else ""))
+          + (f" ({state_dict_mismatch(current, loaded)})" if unchanged else ""))
     return changed, unchanged
 
 
@@ -187,6 +198,7 @@ def train(cfg):
         kwargs.update(visrank=False)  # torchreid only draws ranked lists in test-only runs
         engine.run(max_epoch=cfg.train.max_epoch, start_epoch=start_epoch, **kwargs)
         write_results(cfg, engine, f"{cfg.model.name} ({engine_name(cfg)})")
+        report_skipped_images(engine.datamanager, cfg.data.save_dir)
     return engine
 
 
@@ -198,4 +210,5 @@ def test(cfg):
         engine = _setup(cfg)
         engine.run(test_only=True, **_run_kwargs(cfg))
         write_results(cfg, engine, f"{cfg.model.name} ({os.path.basename(cfg.model.load_weights)})")
+        report_skipped_images(engine.datamanager, cfg.data.save_dir)
     return engine

@@ -1,8 +1,21 @@
-"""Argument parsing shared by the train and test commands."""
+"""Argument parsing and error reporting shared by the train and test commands."""
 import argparse
+import contextlib
+import os
 import sys
 
+from direid_plugin.checkpoint import CheckpointError
 from direid_plugin.config import ConfigError, load_config
+from direid_plugin.data.image_io import ImageReadError
+from direid_plugin.data.manifest import ManifestError
+from direid_plugin.engines.guards import TrainingDiverged
+
+DEBUG_ENV = "DIREID_DEBUG"
+# Problems with the user's files, config or run (not bugs): reported in one line, not a traceback.
+# FileNotFoundError covers missing weights and dataset layouts (RawDataError); PermissionError
+# an unwritable data.save_dir.
+KNOWN_ERRORS = (ConfigError, CheckpointError, ImageReadError, ManifestError, FileNotFoundError, PermissionError,
+                TrainingDiverged)
 
 
 def parse_config(description, argv=None):
@@ -15,3 +28,22 @@ def parse_config(description, argv=None):
         return load_config(args.config_file or None, args.opts)
     except ConfigError as e:
         sys.exit(f"config error: {e}")
+
+
+def one_line(error):
+    """The error's message on one line; for an error re-raised from a DataLoader worker, the original one."""
+    lines = str(error).strip().splitlines()
+    if lines and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
+        return lines[-1].split(": ", 1)[-1]  # torch appends the worker's traceback, ending "Type: message"
+    return " ".join(lines)
+
+
+@contextlib.contextmanager
+def one_line_errors():
+    """Turn ``KNOWN_ERRORS`` into ``error: <message>`` on stderr and exit status 1; DIREID_DEBUG=1 re-raises."""
+    try:
+        yield
+    except KNOWN_ERRORS as e:
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        sys.exit(f"error: {one_line(e)}")

@@ -1,12 +1,13 @@
 """``direid-train`` / ``tools/train.py``: train and evaluate the model a config selects."""
 import direid_plugin  # noqa: F401  (registers the plugin with torchreid)
 from direid_plugin import run
-from direid_plugin.cli.common import parse_config
+from direid_plugin.cli.common import one_line_errors, parse_config
 
 
 def main(argv=None):
     cfg = parse_config("Train and evaluate a torchreid or DI-REID model from a config.", argv)
-    run.train(cfg)
+    with one_line_errors():
+        run.train(cfg)
 
 
 if __name__ == "__main__":

@@ -197,6 +197,7 @@ def _ddgan_training_keys(node):
     formulation. A weight of 0 switches a loss term off (the per-term ablation switches).
     """
     node.max_iter = 30000
+    node.batch_size = 8  # pairs per iteration (stage 2 and baselines use train.batch_size)
     node.lr = 1e-4  # both optimisers (Adam)
     node.betas = [0.0, 0.999]
     node.weight_decay = 5e-4
@@ -221,7 +222,35 @@ def _ddgan_training_keys(node):
 
 
 def _dfen_node():
+    """Stage-2 DFEN model (models/dfen.py) and engine (engines/dfen_engine.py).
+
+    The E_c architecture comes from the ``ddgan`` node (it must match the stage-1 checkpoint).
+    Defaults mix the paper (guided attention, BNNeck heads) and the official code (memory replay);
+    configs/dfen/dfen_{paper,official}.yaml pin each variant.
+    """
     node = CN()
+    # Stage-1 DDGAN checkpoint (<save_dir>/ddgan/model.pth.tar-<iter>): E_c init, frozen D_d for the
+    # guided attention, frozen E_c/E_d/G for memory replay. Training needs it unless none of those is used.
+    node.ddgan_checkpoint = ""
+    node.use_dil = True  # False: Table-3 "w/o DIL" (E_c keeps its ddgan.backbone_weights init)
+    # Degradation-sensitive branch E_id: a torchreid Re-ID backbone (resnet / osnet families).
+    node.sen_backbone = "osnet_x0_25"
+    node.sen_weights = ""  # torchreid-format Re-ID weights, loaded non-strictly (classifier dropped)
+    node.shared_trunk = False  # True (official): E_id is only its last stage on top of E_c's trunk
+    node.attention = "guided"  # guided (paper Eq. 13, from D_d) | self (official gating of f_sen) | none
+    node.attention_dim = 128  # latent width of the attention MLP
+    node.head = "bnneck"  # bnneck (BN + bias-free linear) | classblock (official 512-d bottleneck)
+    node.test_feature = "fused"  # fused | inv | sen: the eval-mode feature
+    node.test_flip = True  # test feature = mean of the image's and its mirror's (METHOD_SPEC 6)
+    # Loss (Eq. 14): sum over branches of w * (CE + hard-mined triplet); 0 switches a branch's loss off.
+    node.w_inv = 0.5
+    node.w_sen = 0.5
+    node.w_fused = 1.0
+    node.triplet_margin = 0.3
+    node.label_smooth = False  # the official code uses plain cross-entropy
+    # Memory replay (IJCV): none | bank (official default) | shuffle; KL weight w_replay.
+    node.memory_replay = "bank"
+    node.w_replay = 5.0
     return node
 
 

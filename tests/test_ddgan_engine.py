@@ -11,7 +11,8 @@ from PIL import Image
 from direid_plugin import losses as L
 from direid_plugin import run
 from direid_plugin.config import load_config
-from direid_plugin.engines.ddgan_engine import DDGANEngine, milestones
+from direid_plugin.engines.ddgan_engine import DDGANEngine
+from direid_plugin.engines.ddgan_trainer import milestones
 from direid_plugin.models.ddgan import DDGAN
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,7 +24,7 @@ def _cfg(tmp_path, *opts, config=OFFICIAL):
     return load_config(config, [
         "data.sources", "['synthetic_mlr_tiny']", "data.targets", "['synthetic_mlr_tiny']",
         "data.height", "64", "data.width", "32", "data.workers", "0", "data.save_dir", str(tmp_path / "run"),
-        "train.batch_size", "4", "ddgan.feat_inv_dim", "64", "engine.progress", "False",
+        "ddgan.batch_size", "4", "ddgan.feat_inv_dim", "64", "engine.progress", "False",
         "ddgan.log_freq", "1", "ddgan.image_freq", "0", "ddgan.checkpoint_freq", "0", *opts])
 
 
@@ -80,9 +81,9 @@ def test_each_loss_term_reaches_only_its_modules(cache, tmp_path, self_iteration
     seen = set()
     for kind in ("D", "G"):
         model.zero_grad(set_to_none=True)
-        out = engine._forward(x_a, x_b, synthetic_b=self_iteration)
-        _, terms = (engine._d_loss(x_a, x_b, out, self_iteration, None) if kind == "D"
-                    else engine._g_loss(x_a, x_b, out, self_iteration, None, pids))
+        out = engine.trainer._forward(x_a, x_b, synthetic_b=self_iteration)
+        _, terms = (engine.trainer._d_loss(x_a, x_b, out, self_iteration, None) if kind == "D"
+                    else engine.trainer._g_loss(x_a, x_b, out, self_iteration, None, pids))
         for name, value in terms.items():
             model.zero_grad(set_to_none=True)
             value.backward(retain_graph=True)
@@ -96,16 +97,16 @@ def test_each_loss_term_reaches_only_its_modules(cache, tmp_path, self_iteration
 def test_d_step_leaves_generator_untouched_and_g_step_leaves_discriminators(cache, tmp_path):
     engine = _engine(_cfg(tmp_path))
     model, data = engine.model, _batch(engine)
-    out = engine._forward(data["hr"], data["deg"], synthetic_b=True)
+    out = engine.trainer._forward(data["hr"], data["deg"], synthetic_b=True)
     snapshot = {k: v.clone() for k, v in model.state_dict().items()}
-    d_loss, _ = engine._d_loss(data["hr"], data["deg"], out, True, None)
-    engine._step(d_loss, engine.optimizer_d)
+    d_loss, _ = engine.trainer._d_loss(data["hr"], data["deg"], out, True, None)
+    engine.trainer._step(d_loss, engine.trainer.optimizer_d)
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, snapshot[k])}
     assert changed and all(k.startswith(("real_discriminator.", "degradation_discriminator.")) for k in changed)
 
     snapshot = {k: v.clone() for k, v in model.state_dict().items()}
-    g_loss, _ = engine._g_loss(data["hr"], data["deg"], out, True, None, (data["hr_pid"], data["lr_pid"]))
-    engine._step(g_loss, engine.optimizer)
+    g_loss, _ = engine.trainer._g_loss(data["hr"], data["deg"], out, True, None, (data["hr_pid"], data["lr_pid"]))
+    engine.trainer._step(g_loss, engine.trainer.optimizer)
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, snapshot[k])}
     assert any(k.startswith("decoder.") for k in changed)
     assert not any(k.startswith(("real_discriminator.", "degradation_discriminator.")) for k in changed)
@@ -140,8 +141,8 @@ def test_iterations_alternate_and_schedule(cache, tmp_path):
     assert all(np.isfinite(v) for v in {**first, **second}.values())
     for _ in range(3):
         engine.forward_backward(_batch(engine))
-    assert engine.optimizer.param_groups[0]["lr"] == pytest.approx(1e-5)  # past milestone 4
-    assert engine.optimizer_d.param_groups[0]["lr"] == pytest.approx(1e-5)
+    assert engine.trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-5)  # past milestone 4
+    assert engine.trainer.optimizer_d.param_groups[0]["lr"] == pytest.approx(1e-5)
 
 
 def test_swapping_codes_changes_the_output_and_swapping_back_restores_it(cache, tmp_path):
@@ -184,7 +185,7 @@ def test_cli_run_writes_checkpoints_grids_and_results(cache, tmp_path):
     save_dir = tmp_path / "cli"
     args = ["--config-file", OFFICIAL, "data.sources", "['synthetic_mlr_tiny']", "data.targets", "['synthetic_mlr_tiny']",
             "data.height", "64", "data.width", "32", "data.workers", "0", "data.save_dir", str(save_dir),
-            "train.batch_size", "4", "ddgan.feat_inv_dim", "64", "engine.progress", "False",
+            "ddgan.batch_size", "4", "ddgan.feat_inv_dim", "64", "engine.progress", "False",
             "ddgan.max_iter", "4", "ddgan.image_freq", "2", "ddgan.checkpoint_freq", "2"]
     cli_train.main(args)
     assert len(glob.glob(str(save_dir / "images" / "ddgan_*.jpg"))) == 2

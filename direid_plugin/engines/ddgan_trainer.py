@@ -1,0 +1,207 @@
+"""Stage 1: one DDGAN training iteration (the loss terms, the D step, the G step).
+
+Each iteration draws one batch of pairs (data/pairs.py) and is either a *self-degradation*
+iteration on (x_a = HR image, x_b = its self-degraded copy) or a *real cross-degradation*
+iteration on (x_a = real HR image, x_b = real LR image): odd iterations are self, even are
+real (``ddgan.sync_prob < 0``, the official schedule), or a random choice with that probability.
+
+One iteration (METHOD_SPEC 4.5): forward once, then a discriminator step on detached fakes,
+then a generator step through the just-updated discriminators, then both LR schedulers step.
+Every loss term has a weight in the ``ddgan`` config node; a zero weight switches it off (the
+ablation switches). The paper's and the official code's formulations differ (METHOD_SPEC 12);
+the differences are switches, with one preset YAML for each:
+
+| term (weight key)                  | paper (CVPR 2020)                 | official code                      |
+|------------------------------------|-----------------------------------|------------------------------------|
+| cross reconstruction (w_cross_rec) | off (Eq. 2 uses x_ii, x_ji only)   | x_ab -> x_b, x_ba -> x_a           |
+| identity preserving (w_pre)        | frozen E_id on swapped images      | absent                             |
+| real-pair degradation (real_deg)   | ranking, label from D_d (Eq. 10)   | binary LR=0 / HR=1 when LR is known|
+| cycle reconstruction (w_cycle)     | absent                            | swap back, weight 10               |
+| adversarial form (gan_type)        | log-likelihood (nsgan)            | least squares + gradient penalty   |
+
+The torchreid ``Engine`` around it (data, loop, checkpoints, logging) is engines/ddgan_engine.py;
+tools/benchmark_ddgan.py times this class alone.
+"""
+import contextlib
+
+import numpy as np
+import torch
+
+from direid_plugin import losses as L
+
+
+def milestones(step):
+    """The official multistep milestones: s, s + s/2, s + s/2 + s/4 (METHOD_SPEC 4.1)."""
+    return [step, step + step // 2, step + step // 2 + step // 4]
+
+
+class DDGANTrainer:
+    """Optimisers, schedulers, AMP scaler and the per-iteration losses of a ``DDGAN`` model.
+
+    ``paired``: the real pairs have a known LR camera (x_b is LR, x_a HR), which the official
+    binary real-pair degradation loss needs; unpaired data always uses the ranking form.
+    """
+
+    def __init__(self, model, cfg, paired=True):
+        self.cfg, self.opt, self.model, self.paired = cfg, cfg.ddgan, model, bool(paired)
+        self.device = next(model.parameters()).device
+        adam = dict(lr=self.opt.lr, betas=(float(self.opt.betas[0]), float(self.opt.betas[1])),
+                    weight_decay=self.opt.weight_decay)
+        self.optimizer = torch.optim.Adam(model.generator_parameters(), **adam)
+        self.optimizer_d = torch.optim.Adam(model.discriminator_parameters(), **adam)
+        steps = milestones(self.opt.lr_step)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, steps, gamma=self.opt.lr_gamma)
+        self.scheduler_d = torch.optim.lr_scheduler.MultiStepLR(self.optimizer_d, steps, gamma=self.opt.lr_gamma)
+        # Mixed precision only where the device supports it; one scaler for both steps (official code).
+        self.amp = bool(cfg.engine.amp) and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.channels_last = bool(cfg.engine.channels_last)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.iteration = 0  # completed iterations
+        self.rng = np.random.default_rng(cfg.train.seed)  # self/real choice and the random D fake
+        self.last_outputs = None
+
+    def _input(self, tensor):
+        tensor = tensor.to(self.device, non_blocking=True)
+        return tensor.contiguous(memory_format=torch.channels_last) if self.channels_last else tensor
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
+
+    def _forward(self, x_a, x_b, synthetic_b):
+        """Content maps, identity features and the four decodings x_aa, x_bb, x_ab, x_ba."""
+        m = self.model
+        f_a, c_a = m.content_encoder(x_a)
+        f_b, c_b = m.content_encoder(x_b)
+        d_a, d_b = m.degradation_encoder(x_a), m.degradation_encoder(x_b, synthetic_b)
+        out = dict(c_a=c_a, c_b=c_b, f_a=f_a, f_b=f_b, d_a=d_a, d_b=d_b)
+        out.update(x_aa=m.generate(c_a, d_a), x_bb=m.generate(c_b, d_b),
+                   x_ab=m.generate(c_a, d_b), x_ba=m.generate(c_b, d_a))
+        return out
+
+    def _d_loss(self, x_a, x_b, out, self_iteration, rank_label):
+        o, m = self.opt, self.model
+        terms = {}
+        if o.w_real > 0:
+            if self_iteration and o.self_d_fake == "random":
+                fake = out["x_ab"] if self.rng.random() < 0.5 else out["x_ba"]
+                terms["D_real"] = L.discriminator_loss(m.real_discriminator, fake, x_a, o.gan_type, o.grad_penalty)
+            else:
+                terms["D_real"] = (L.discriminator_loss(m.real_discriminator, out["x_ab"], x_a, o.gan_type, o.grad_penalty)
+                                   + L.discriminator_loss(m.real_discriminator, out["x_ba"], x_b, o.gan_type, o.grad_penalty))
+        if o.w_deg > 0:
+            dd = m.degradation_discriminator
+            if self_iteration:  # x_b = degrade(x_a): x_a is the higher-quality image
+                terms["D_deg"] = L.ranking_d_loss(dd, x_b, x_a, o.rank_margin, o.grad_penalty)
+            elif self._binary_real_deg():  # known LR camera: LR = 0, HR = 1
+                terms["D_deg"] = 2 * L.discriminator_loss(dd, x_b, x_a, o.gan_type, o.grad_penalty)
+            else:  # Eq. 10: the order comes from D_d's own prediction
+                lower, higher = L.order_pair(x_a, x_b, rank_label)
+                terms["D_deg"] = L.ranking_d_loss(dd, lower, higher, o.rank_margin, o.grad_penalty)
+        weights = {"D_real": o.w_real, "D_deg": o.w_deg}
+        return sum(weights[k] * v for k, v in terms.items()), terms
+
+    def _binary_real_deg(self):
+        return self.opt.real_deg == "binary" and self.paired
+
+    def _g_loss(self, x_a, x_b, out, self_iteration, rank_label, pids):
+        o, m = self.opt, self.model
+        pixel = lambda a, b: L.pixel_loss(a, b, o.pixel_loss)
+        terms = {}
+        if o.w_real > 0:
+            terms["G_real"] = (L.generator_loss(m.real_discriminator, out["x_ab"], 1.0, o.gan_type)
+                               + L.generator_loss(m.real_discriminator, out["x_ba"], 1.0, o.gan_type))
+        if o.w_deg > 0:
+            dd = m.degradation_discriminator
+            if self_iteration:  # content a with b's (worse) degradation must rank below content b with a's
+                terms["G_deg"] = L.ranking_g_loss(dd, out["x_ab"], out["x_ba"], o.rank_margin)
+            elif self._binary_real_deg():
+                terms["G_deg"] = (L.generator_loss(dd, out["x_ab"], 0.0, o.gan_type)
+                                  + L.generator_loss(dd, out["x_ba"], 1.0, o.gan_type))
+            else:  # x_ab carries x_b's degradation: it takes x_b's place in the predicted order
+                lower, higher = L.order_pair(out["x_ab"], out["x_ba"], -rank_label)
+                terms["G_deg"] = L.ranking_g_loss(dd, lower, higher, o.rank_margin)
+        if o.w_rec > 0:
+            terms["G_rec"] = pixel(out["x_aa"], x_a) + pixel(out["x_bb"], x_b)
+        if self_iteration:
+            if o.w_cross_rec > 0:  # valid only for aligned pairs: x_ab should equal x_b, x_ba equal x_a
+                terms["G_cross_rec"] = pixel(out["x_ab"], x_b) + pixel(out["x_ba"], x_a)
+            if o.w_inv > 0:
+                terms["G_inv"] = L.content_invariance_loss(out["c_a"], out["c_b"])
+            if o.w_kl > 0:
+                cls = m.content_encoder.classifier
+                terms["G_kl"] = L.kl_detach(cls(out["f_a"]), cls(out["f_b"]))
+        else:
+            if o.w_cycle > 0:  # swap back: G(E_c(x_ab), E_d(x_ba)) ~ x_a and vice versa
+                terms["G_cycle"] = (pixel(m.generate(m.content_encoder.content(out["x_ab"]), m.degradation_encoder(out["x_ba"])), x_a)
+                                    + pixel(m.generate(m.content_encoder.content(out["x_ba"]), m.degradation_encoder(out["x_ab"])), x_b))
+            if o.w_id > 0:
+                cls = m.content_encoder.classifier
+                terms["G_id"] = L.identification_loss(cls(out["f_a"]), pids[0]) + L.identification_loss(cls(out["f_b"]), pids[1])
+        if o.w_pre > 0:
+            if m.identity_encoder is None:
+                raise ValueError("ddgan.w_pre > 0 needs a frozen identity encoder: set ddgan.eid_name (and ddgan.eid_weights)")
+            terms["G_pre"] = (L.identity_preserving_loss(m.identity_encoder, out["x_ab"], x_a, o.eid_distance)
+                              + L.identity_preserving_loss(m.identity_encoder, out["x_ba"], x_b, o.eid_distance))
+        weights = {"G_real": o.w_real, "G_deg": o.w_deg, "G_rec": o.w_rec, "G_cross_rec": o.w_cross_rec,
+                   "G_inv": o.w_inv, "G_kl": o.w_kl, "G_cycle": o.w_cycle, "G_id": o.w_id, "G_pre": o.w_pre}
+        return sum(weights[k] * v for k, v in terms.items()), terms
+
+    def _step(self, loss, optimizer):
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+    def is_self_iteration(self, iteration):
+        """Iteration numbers start at 1: odd = self-degradation, even = real (official schedule)."""
+        if self.opt.sync_prob < 0:
+            return iteration % 2 == 1
+        return bool(self.rng.random() < self.opt.sync_prob)
+
+    def train_step(self, data):
+        """One stage-1 iteration on a pair batch; returns the loss terms as floats."""
+        self_iteration = self.is_self_iteration(self.iteration + 1)
+        x_a = self._input(data["hr"])
+        x_b = self._input(data["deg"] if self_iteration else data["lr"])
+        pids = (data["hr_pid"].to(self.device), data["lr_pid"].to(self.device))
+        rank_label = None
+        if not self_iteration and self.opt.w_deg > 0 and not self._binary_real_deg():
+            rank_label = L.rank_label(self.model.degradation_discriminator, x_a, x_b)
+
+        with self._autocast():
+            out = self._forward(x_a, x_b, synthetic_b=self_iteration)
+            d_loss, d_terms = self._d_loss(x_a, x_b, out, self_iteration, rank_label)
+        self._step(d_loss, self.optimizer_d)
+        with self._autocast():
+            g_loss, g_terms = self._g_loss(x_a, x_b, out, self_iteration, rank_label, pids)
+        self._step(g_loss, self.optimizer)
+        self.scheduler.step()
+        self.scheduler_d.step()
+        self.iteration += 1
+        self.last_outputs = (x_a, x_b, out)
+        summary = {k: float(v.detach()) for k, v in {**d_terms, **g_terms}.items()}
+        summary.update(D_total=float(d_loss), G_total=float(g_loss))
+        return summary
+
+    def state_dict(self):
+        """Optimisers, schedulers, scaler, iteration and the trainer's own RNG (weights-only loadable)."""
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "optimizer_d": self.optimizer_d.state_dict(),
+            "scheduler_d": self.scheduler_d.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "iteration": self.iteration,
+            # PCG64's 128-bit integers as strings: plain values for the weights-only loader.
+            "engine_rng": {k: str(v) for k, v in self.rng.bit_generator.state["state"].items()},
+        }
+
+    def load_state_dict(self, state):
+        for name in ("optimizer", "scheduler", "optimizer_d", "scheduler_d", "scaler"):
+            getattr(self, name).load_state_dict(state[name])
+        self.iteration = state["iteration"]
+        bit_state = self.rng.bit_generator.state
+        bit_state["state"] = {k: int(v) for k, v in state["engine_rng"].items()}
+        self.rng.bit_generator.state = bit_state

@@ -68,8 +68,15 @@ def _ddgan_engine(cfg, datamanager, model, use_gpu):
     return DDGANEngine(datamanager, model, cfg, use_gpu)
 
 
+def _dfen_engine(cfg, datamanager, model, use_gpu):
+    from direid_plugin.engines.dfen_engine import DFENEngine
+
+    return DFENEngine(datamanager, model, cfg)  # runs where the model is (use_gpu already placed it)
+
+
 # name -> builder(cfg, datamanager, model, use_gpu) -> Engine
-ENGINE_BUILDERS = {"softmax": _softmax_engine, "triplet": _triplet_engine, "ddgan": _ddgan_engine}
+ENGINE_BUILDERS = {"softmax": _softmax_engine, "triplet": _triplet_engine, "ddgan": _ddgan_engine,
+                   "dfen": _dfen_engine}
 
 
 def engine_name(cfg):

@@ -1,0 +1,125 @@
+"""Stage 2: the DFEN engine, torchreid's ``ImageTripletEngine`` with DFEN's loss.
+
+Epoch-based: torchreid's ``run``/``train`` loop, progress lines, TensorBoard scalars, test and
+checkpointing are used unchanged (the plugin's ``save_model``/``_evaluate`` are installed by
+compat.py). Per batch (paper Eq. 14, weights as in the official code, METHOD_SPEC 5.4):
+
+    L = w_inv (CE + Tri)(inv) + w_sen (CE + Tri)(sen) + w_fused (CE + Tri)(fused)
+        + w_replay KL(softmax(p_inv(x)).detach() || softmax(p_inv(x_aug)))
+
+with torchreid's CrossEntropyLoss (``dfen.label_smooth``) on each head's logits and its hard-mined
+TripletLoss (``dfen.triplet_margin``) on the pre-head features. The last term is the IJCV memory
+replay (engines/memory_replay.py); x_aug is made under no_grad, so the KL term trains E_c and
+the inv head only through the augmented branch.
+"""
+import contextlib
+
+import torch
+from torchreid.reid import metrics
+from torchreid.reid.engine import ImageTripletEngine
+
+from direid_plugin.engines.builder import build_optimizer_and_scheduler
+from direid_plugin.engines.memory_replay import MemoryReplay, check_mode
+from direid_plugin.losses import kl_detach
+from direid_plugin.models.dfen import BRANCHES
+
+
+class DFENEngine(ImageTripletEngine):
+    """Trains a ``DFEN`` model (models/dfen.py) from ``cfg.dfen``; optimiser and schedule from ``cfg.train``.
+
+    The model's device decides where everything runs (torchreid's CrossEntropyLoss is told to
+    match it); AMP runs only on CUDA (``engine.amp``).
+    """
+
+    def __init__(self, datamanager, model, cfg):
+        self.cfg = cfg
+        self.opt = cfg.dfen
+        self.device = next(model.parameters()).device
+        check_mode(self.opt.memory_replay)
+        self.branch_weights = {b: self.opt[f"w_{b}"] for b in BRANCHES}
+        if not any(w > 0 for w in self.branch_weights.values()):
+            raise ValueError("dfen.w_inv, dfen.w_sen and dfen.w_fused are all 0: at least one identity loss must be on")
+        optimizer, scheduler = build_optimizer_and_scheduler(cfg, model)
+        super().__init__(datamanager, model, optimizer, margin=self.opt.triplet_margin, scheduler=scheduler,
+                         use_gpu=self.device.type == "cuda", label_smooth=self.opt.label_smooth)
+        self.amp = bool(cfg.engine.amp) and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.replay = None
+        self._prepared = False
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
+
+    def prepare_training(self):
+        """Once, before the first batch: check the stage-1 checkpoint is configured where needed,
+        build the frozen replay copy and its memory bank (with a progress bar)."""
+        if self._prepared:
+            return
+        o = self.opt
+        needs = [reason for on, reason in ((o.use_dil, "dfen.use_dil True"),
+                                           (o.attention == "guided", "dfen.attention 'guided'"),
+                                           (o.memory_replay != "none", f"dfen.memory_replay '{o.memory_replay}'")) if on]
+        if needs and not o.ddgan_checkpoint:
+            raise ValueError(f"dfen.ddgan_checkpoint is empty, but {', '.join(needs)} need(s) the stage-1 DDGAN "
+                             "checkpoint (<stage-1 save_dir>/ddgan/model.pth.tar-<iteration>): train stage 1 first "
+                             "(engine.name ddgan) or switch these off")
+        if o.memory_replay != "none":
+            self.replay = MemoryReplay.from_config(self.cfg).to(self.device)
+            if o.memory_replay == "bank":
+                dm = self.datamanager
+                self.replay.build_bank(dm.train_loader.dataset.train, dm.transform_te, self.cfg.test.batch_size,
+                                       self.cfg.data.workers, self.cfg.engine.progress)
+        self._prepared = True
+
+    def train(self, *args, **kwargs):
+        self.prepare_training()
+        return super().train(*args, **kwargs)
+
+    def two_stepped_transfer_learning(self, epoch, fixbase_epoch, open_layers, model=None):
+        # torchreid's open_all_layers sets requires_grad on every parameter; keep D_d and BN shifts fixed.
+        super().two_stepped_transfer_learning(epoch, fixbase_epoch, open_layers, model)
+        self.model.freeze_fixed_parameters()
+
+    def identity_loss(self, out, pids):
+        """Eq. 14: sum over branches of w_b * (CE(logits_b) + Tri(f_b)); returns (loss, summary)."""
+        loss, summary = 0.0, {}
+        for branch, weight in self.branch_weights.items():
+            if weight <= 0:
+                continue
+            ce = self.criterion_x(out[f"logits_{branch}"].float(), pids)
+            tri = self.criterion_t(out[f"f_{branch}"].float(), pids)
+            loss = loss + weight * (ce + tri)
+            summary[f"loss_{branch}_x"] = ce.item()
+            summary[f"loss_{branch}_t"] = tri.item()
+        return loss, summary
+
+    def replay_loss(self, imgs, logits_inv):
+        """KL(softmax(p_inv(x)).detach() || softmax(p_inv(x_aug))) (METHOD_SPEC 5.4, ``kl_detach``).
+
+        Only the inv head's logits of x_aug are computed: the official code runs the whole DFEN on
+        x_aug but uses nothing else from it.
+        """
+        x_aug = self.replay.augment(imgs)
+        return kl_detach(logits_inv.float(), self.model.invariant_logits(x_aug).float())
+
+    def forward_backward(self, data):
+        imgs, pids = self.parse_data_for_train(data)
+        imgs, pids = imgs.to(self.device, non_blocking=True), pids.to(self.device, non_blocking=True)
+        with self._autocast():
+            out = self.model(imgs)
+            loss, summary = self.identity_loss(out, pids)
+            if self.replay is not None:
+                replay = self.replay_loss(imgs, out["logits_inv"])
+                loss = loss + self.opt.w_replay * replay
+                summary["loss_replay"] = replay.item()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        summary["acc"] = metrics.accuracy(out["logits_fused"], pids)[0].item()
+        return summary
+
+    def extract_features(self, input):
+        """The eval feature; with ``dfen.test_flip`` the mean over the image and its mirror (METHOD_SPEC 6)."""
+        features = self.model(input)
+        return (features + self.model(input.flip(3))) / 2 if self.opt.test_flip else features

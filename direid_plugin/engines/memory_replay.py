@@ -1,0 +1,94 @@
+"""Memory replay (IJCV 2022 extension; METHOD_SPEC 5.3): re-degrade training images with a frozen
+copy of the stage-1 E_c, E_d and G, so stage 2 keeps seeing the degradations stage 1 learned.
+
+``bank`` (official default): E_d's real-head code of every training image (test transform, mean
+of the image's and its mirror's code) is computed once; each batch is decoded with codes drawn
+uniformly, with replacement, from the bank. ``shuffle``: the batch's own codes, permuted.
+"""
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset
+from torchreid.reid.utils import read_image
+from tqdm import tqdm
+
+from direid_plugin.models.content_encoder import ContentEncoder
+from direid_plugin.models.decoder import AdaINDecoder
+from direid_plugin.models.degradation_encoder import DegradationEncoder
+from direid_plugin.models.dfen import load_stage1
+
+REPLAY_MODES = ("none", "bank", "shuffle")
+
+
+def check_mode(mode, allowed=REPLAY_MODES):
+    if mode not in allowed:
+        raise ValueError(f"dfen.memory_replay: unknown mode '{mode}'; choose one of {list(allowed)}")
+    return mode
+
+
+class _Images(Dataset):
+    """The images of torchreid data items ``(path, pid, camid, ...)`` under one transform."""
+
+    def __init__(self, items, transform):
+        self.paths = [item[0] for item in items]
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        return self.transform(read_image(self.paths[index]))
+
+
+class MemoryReplay(nn.Module):
+    """Frozen stage-1 E_c / E_d / G; ``augment(x)`` = G(E_c.content(x), replayed codes).
+
+    Always in eval mode with no trainable parameters: nothing here changes during stage 2.
+    """
+
+    def __init__(self, mode, checkpoint, backbone="osnet_x0_25", feat_inv_dim=2048, content_dim=128, code_dim=128,
+                 multi_scale=True):
+        super().__init__()
+        self.mode = check_mode(mode, REPLAY_MODES[1:])
+        self.content_encoder = ContentEncoder(1, backbone, feat_inv_dim=feat_inv_dim, content_dim=content_dim,
+                                              multi_scale=multi_scale)
+        self.content_encoder.classifier = None  # only the content map is used
+        self.degradation_encoder = DegradationEncoder(code_dim)
+        self.decoder = AdaINDecoder(content_dim, code_dim)
+        load_stage1(checkpoint, {"content_encoder.trunk": self.content_encoder.trunk,
+                                 "content_encoder.head": self.content_encoder.head,
+                                 "degradation_encoder": self.degradation_encoder, "decoder": self.decoder})
+        self.requires_grad_(False)
+        self.train(False)
+        self.bank = None
+
+    @classmethod
+    def from_config(cls, cfg):
+        d = cfg.ddgan
+        return cls(cfg.dfen.memory_replay, cfg.dfen.ddgan_checkpoint, d.backbone, d.feat_inv_dim, d.content_dim,
+                   d.code_dim, d.multi_scale)
+
+    def train(self, mode=True):
+        return super().train(False)
+
+    @torch.no_grad()
+    def build_bank(self, items, transform, batch_size=64, workers=0, progress=True):
+        """E_d codes of every item (mean over the image and its mirror): (N, code_dim), on this module's device."""
+        device = next(self.parameters()).device
+        loader = DataLoader(_Images(items, transform), batch_size=batch_size, shuffle=False, num_workers=workers)
+        codes = []
+        for x in tqdm(loader, desc="memory bank (E_d codes)", disable=not progress, leave=False):
+            x = x.to(device)
+            codes.append((self.degradation_encoder(x) + self.degradation_encoder(x.flip(3))) / 2)
+        self.bank = torch.cat(codes)
+        return self.bank
+
+    @torch.no_grad()
+    def augment(self, x):
+        """Re-degraded copies of ``x`` (same content, replayed degradation); no gradient."""
+        if self.mode == "bank":
+            if self.bank is None:
+                raise RuntimeError("memory replay 'bank' needs build_bank() before augment()")
+            codes = self.bank[torch.randint(len(self.bank), (len(x),), device=self.bank.device)]
+        else:
+            codes = self.degradation_encoder(x)[torch.randperm(len(x), device=x.device)]
+        return self.decoder(self.content_encoder.content(x), codes)

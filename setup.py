@@ -41,6 +41,7 @@ setup(
             "direid-train=direid_plugin.cli.train:main",
             "direid-test=direid_plugin.cli.test:main",
             "direid-prepare-data=direid_plugin.cli.prepare_data:main",
+            "direid-pipeline=direid_plugin.cli.pipeline:main",
         ]
     },
 )

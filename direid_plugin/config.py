@@ -254,6 +254,16 @@ def _dfen_node():
     return node
 
 
+def _pipeline_node():
+    """The end-to-end command (pipeline.py): which toolbox baseline sits beside DI-REID."""
+    node = CN()
+    node.baseline_model = "osnet_x0_25"  # "" skips the baseline
+    node.baseline_loss = "triplet"  # softmax | triplet (softmax + hard-mined triplet)
+    node.baseline_weights = ""  # torchreid-format init for the baseline (model.pretrained_path)
+    node.swap_pairs = 6  # rows of the degradation-swap picture
+    return node
+
+
 def get_default_config():
     """A fresh default config (mutable; freeze it after merging)."""
     cfg = CN()
@@ -269,6 +279,7 @@ def get_default_config():
     cfg.degradation = _degradation_node()
     cfg.ddgan = _ddgan_node()
     cfg.dfen = _dfen_node()
+    cfg.pipeline = _pipeline_node()
     # Free-form node for user experiments; everything else is typed.
     cfg.extra = CN(new_allowed=True)
     return cfg
@@ -351,6 +362,15 @@ def _opts_to_dict(opts):
             node = node.setdefault(part, {})
         node[parts[-1]] = value
     return data
+
+
+def derive(cfg, overrides):
+    """A frozen copy of ``cfg`` with ``{"node.key": value}`` overrides, checked like any other."""
+    new = cfg.clone()
+    new.defrost()
+    _merge(new, _opts_to_dict([x for item in overrides.items() for x in item]), "derived config")
+    new.freeze()
+    return new
 
 
 def load_config(config_file=None, opts=(), freeze=True):

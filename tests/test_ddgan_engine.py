@@ -100,13 +100,13 @@ def test_d_step_leaves_generator_untouched_and_g_step_leaves_discriminators(cach
     out = engine.trainer._forward(data["hr"], data["deg"], synthetic_b=True)
     snapshot = {k: v.clone() for k, v in model.state_dict().items()}
     d_loss, _ = engine.trainer._d_loss(data["hr"], data["deg"], out, True, None)
-    engine.trainer._step(d_loss, engine.trainer.optimizer_d)
+    engine.trainer._step(d_loss, engine.trainer.optimizer_d, "discriminator")
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, snapshot[k])}
     assert changed and all(k.startswith(("real_discriminator.", "degradation_discriminator.")) for k in changed)
 
     snapshot = {k: v.clone() for k, v in model.state_dict().items()}
     g_loss, _ = engine.trainer._g_loss(data["hr"], data["deg"], out, True, None, (data["hr_pid"], data["lr_pid"]))
-    engine.trainer._step(g_loss, engine.trainer.optimizer)
+    engine.trainer._step(g_loss, engine.trainer.optimizer, "generator")
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, snapshot[k])}
     assert any(k.startswith("decoder.") for k in changed)
     assert not any(k.startswith(("real_discriminator.", "degradation_discriminator.")) for k in changed)
@@ -218,3 +218,21 @@ def test_reconstruction_overfits_real_viper_pairs(viper_root):
         optimizer.step()
         losses.append(float(loss))
     assert losses[-1] < 0.35 * losses[0], (losses[0], losses[-1])
+
+
+def test_nonfinite_batch_is_skipped_and_persistent_nan_stops(cache, tmp_path):
+    from direid_plugin.engines.guards import TrainingDiverged
+
+    engine = _engine(_cfg(tmp_path, "engine.max_nonfinite_steps", "2"))
+    data = _batch(engine)
+    poisoned = dict(data, hr=torch.full_like(data["hr"], float("nan")))
+    before = _weights(engine)
+    engine.forward_backward(poisoned)  # both steps skipped: nothing moves
+    after = _weights(engine)
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    assert engine.trainer.guard.skipped == 2
+    engine.forward_backward(data)  # a good batch resets the run of skips
+    assert engine.trainer.guard.consecutive["generator"] == 0
+    with pytest.raises(TrainingDiverged):
+        for _ in range(3):
+            engine.forward_backward(poisoned)

@@ -48,6 +48,8 @@ class DDGANEngine(Engine):
         self.model = model
         self.lr_camids = train_lr_camids(datamanager, list(cfg.ddgan.lr_camids))
         self.trainer = DDGANTrainer(model, cfg, paired=bool(self.lr_camids))
+        self.trainer.guard.last_good_checkpoint = lambda: self.last_checkpoint
+        self.nonfinite_guard = self.trainer.guard  # build_engine keeps it (and guards save_model)
         self.register_model(CHECKPOINT_NAME, model, self.trainer.optimizer, self.trainer.scheduler)
         self.pairs = build_pair_loader(
             datamanager.train_loader.dataset.train, build_degradation(cfg.degradation), self.lr_camids,
@@ -69,6 +71,7 @@ class DDGANEngine(Engine):
 
     def save_checkpoint(self, save_dir, rank1=0.0):
         """Everything needed to continue exactly; torchreid's loaders read the file too."""
+        self.nonfinite_guard.check_state({CHECKPOINT_NAME: self.model})  # never save a diverged state
         epoch, batch = self.pairs.position()
         state = {
             "state_dict": self.model.state_dict(),

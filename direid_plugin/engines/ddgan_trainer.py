@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from direid_plugin import losses as L
+from direid_plugin.engines.guards import NonFiniteGuard
 
 
 def milestones(step):
@@ -61,6 +62,8 @@ class DDGANTrainer:
         self.iteration = 0  # completed iterations
         self.rng = np.random.default_rng(cfg.train.seed)  # self/real choice and the random D fake
         self.last_outputs = None
+        # A NaN/inf loss or gradient skips that optimiser's step; too many in a row stop training.
+        self.guard = NonFiniteGuard(cfg.engine.max_nonfinite_steps, where=lambda: f"iteration {self.iteration + 1}")
 
     def _input(self, tensor):
         tensor = tensor.to(self.device, non_blocking=True)
@@ -148,11 +151,12 @@ class DDGANTrainer:
                    "G_inv": o.w_inv, "G_kl": o.w_kl, "G_cycle": o.w_cycle, "G_id": o.w_id, "G_pre": o.w_pre}
         return sum(weights[k] * v for k, v in terms.items()), terms
 
-    def _step(self, loss, optimizer):
+    def _step(self, loss, optimizer, name):
         optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(optimizer)
-        self.scaler.update()
+        if self.guard.check_loss(loss, name):
+            self.scaler.scale(loss).backward()
+            self.guard.step(optimizer, self.scaler, name)
+            self.scaler.update()
 
     def is_self_iteration(self, iteration):
         """Iteration numbers start at 1: odd = self-degradation, even = real (official schedule)."""
@@ -173,16 +177,16 @@ class DDGANTrainer:
         with self._autocast():
             out = self._forward(x_a, x_b, synthetic_b=self_iteration)
             d_loss, d_terms = self._d_loss(x_a, x_b, out, self_iteration, rank_label)
-        self._step(d_loss, self.optimizer_d)
+        self._step(d_loss, self.optimizer_d, "discriminator")
         with self._autocast():
             g_loss, g_terms = self._g_loss(x_a, x_b, out, self_iteration, rank_label, pids)
-        self._step(g_loss, self.optimizer)
+        self._step(g_loss, self.optimizer, "generator")
         self.scheduler.step()
         self.scheduler_d.step()
         self.iteration += 1
         self.last_outputs = (x_a, x_b, out)
         summary = {k: float(v.detach()) for k, v in {**d_terms, **g_terms}.items()}
-        summary.update(D_total=float(d_loss), G_total=float(g_loss))
+        summary.update(D_total=float(d_loss.detach()), G_total=float(g_loss.detach()))
         return summary
 
     def state_dict(self):

@@ -16,6 +16,7 @@ DATASETS = {
     "synthetic_mlr_tiny": functools.partial(SyntheticMLR, num_train_ids=8, num_test_ids=6, images_per_camera=2,
                                             height=64, width=32),
     "mlr_viper": MLRViper,
+    "mlr_viper_clean": functools.partial(MLRViper, clean_queries=True),  # same splits, original queries
     "mlr_cuhk03": MLRCUHK03,
     "mlr_cuhk03_folder": MLRCUHK03Folder,
     "caviar": CAVIAR,

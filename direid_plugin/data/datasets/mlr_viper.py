@@ -42,9 +42,12 @@ class MLRViper(SplitProtocolDataset):
         seed: fixes the splits and the per-image down-sampling factors.
         lr_camera: the down-sampled camera, ``'cam_b'`` (camid 1) or ``'cam_a'`` (camid 0).
         build_cache: False only verifies an existing cache (``prepare_data --verify-only``).
+        clean_queries: query with the LR camera's original images instead (same splits and
+            training data): the clean-query control of a cross-resolution result.
     """
 
-    def __init__(self, root="", split_id=0, seed=0, lr_camera="cam_b", num_splits=10, build_cache=True, **kwargs):
+    def __init__(self, root="", split_id=0, seed=0, lr_camera="cam_b", num_splits=10, build_cache=True,
+                 clean_queries=False, **kwargs):
         if lr_camera not in CAMERAS:
             raise ValueError(f"lr_camera must be one of {CAMERAS}, got {lr_camera!r}")
         raw_dir = os.path.join(os.path.abspath(os.path.expanduser(root)), "viper", "VIPeR")
@@ -76,4 +79,5 @@ class MLRViper(SplitProtocolDataset):
                   "factors": list(LR_FACTORS)}
         raw_paths = [path for camera in cameras for path in camera.values()]
         folder, record = load_or_build("mlr_viper", params, raw_paths, build, allow_build=build_cache)
-        super().__init__(folder, record, split_id, **kwargs)
+        query_source = (lambda pid, camid: cameras[camid][pid]) if clean_queries else None
+        super().__init__(folder, record, split_id, query_source=query_source, **kwargs)

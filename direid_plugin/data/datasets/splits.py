@@ -59,9 +59,12 @@ class SplitProtocolDataset(ImageDataset):
     Attributes for tools: ``cache_dir``, ``manifest``, ``lr_camids``.
     """
 
-    def __init__(self, folder, record, split_id, **kwargs):
+    def __init__(self, folder, record, split_id, query_source=None, **kwargs):
+        """``query_source(pid, camid) -> path`` replaces the query images (e.g. clean originals)."""
         self.cache_dir = folder
         self.manifest = record
         self.lr_camids = frozenset(record["lr_camids"])
         train, query, gallery = protocol_lists(record, folder, split_id)
+        if query_source is not None:
+            query = [(query_source(pid, camid), pid, camid) for _, pid, camid in query]
         super().__init__(train, query, gallery, **kwargs)

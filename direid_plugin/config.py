@@ -248,7 +248,8 @@ def _dfen_node():
     node.w_fused = 1.0
     node.triplet_margin = 0.3
     node.label_smooth = False  # the official code uses plain cross-entropy
-    # Memory replay (IJCV): none | bank (official default) | shuffle; KL weight w_replay.
+    # Memory replay (IJCV): none | bank (official default) | shuffle | resample (no decoder: the
+    # self-degradation prior re-applied to the batch, a CPU-budget stand-in); KL weight w_replay.
     node.memory_replay = "bank"
     node.w_replay = 5.0
     return node
@@ -261,6 +262,9 @@ def _pipeline_node():
     node.baseline_loss = "triplet"  # softmax | triplet (softmax + hard-mined triplet)
     node.baseline_weights = ""  # torchreid-format init for the baseline (model.pretrained_path)
     node.swap_pairs = 6  # rows of the degradation-swap picture
+    # Stage-1 input [height, width]; [] = data.height/width. E_c is fully convolutional with global
+    # pooling, so stage 1 can learn at a smaller size than stage 2 trains and tests at (CPU budgets).
+    node.stage1_size = []
     return node
 
 
@@ -335,7 +339,8 @@ def _merge(cfg, data, source):
     try:
         cfg.merge_from_other_cfg(CN(data))
     except KeyError as e:
-        raise ConfigError(f"{source}: unknown config key {e.args[0]!r}; see direid_plugin/config.py for valid keys") from None
+        key = str(e.args[0]).replace("Non-existent config key: ", "")  # yacs' wording
+        raise ConfigError(f"{source}: unknown config key '{key}'; see direid_plugin/config.py for valid keys") from None
     except ValueError as e:
         raise ConfigError(f"{source}: {e}") from None
 

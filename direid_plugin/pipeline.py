@@ -15,9 +15,6 @@ from direid_plugin import run
 from direid_plugin.config import derive
 from direid_plugin.visualize.swaps import COLUMNS, save_swap_picture
 
-HEADERS = run.RESULT_HEADERS + ["train time (s)"]
-
-
 def _stage(cfg, name, overrides):
     stage_cfg = derive(cfg, {**overrides, "data.save_dir": os.path.join(cfg.data.save_dir, name)})
     start = time.time()
@@ -42,11 +39,15 @@ def _swap_pairs(engine, count):
 
 
 def run_pipeline(cfg):
-    """Run every stage and return the comparison rows (also printed and written as results.md)."""
-    rows, results = [], {}
+    """Run every stage; return ``{label: {"train_seconds", "results": {dataset: metrics}}}``.
+
+    The comparison table is printed and written to results.md, the same data to results.json.
+    """
+    rows, results, ranks = [], {}, list(cfg.test.ranks)
+    headers = run.result_headers(ranks) + ["train time (s)"]
 
     def record(label, engine, seconds):
-        for row in run.results_rows(engine, label):
+        for row in run.results_rows(engine, label, ranks):
             rows.append(row + [seconds])
         results[label] = {"train_seconds": seconds, "results": engine.eval_results}
 
@@ -57,22 +58,23 @@ def run_pipeline(cfg):
         })
         record(f"{cfg.pipeline.baseline_model} baseline ({cfg.pipeline.baseline_loss})", engine, seconds)
 
-    stage1, seconds1 = _stage(cfg, "stage1", {"model.name": "ddgan", "engine.name": "ddgan"})
+    height, width = cfg.pipeline.stage1_size or (cfg.data.height, cfg.data.width)
+    stage1, seconds1 = _stage(cfg, "stage1", {"model.name": "ddgan", "engine.name": "ddgan",
+                                              "data.height": height, "data.width": width})
     record("DDGAN f_inv (stage 1 only)", stage1, seconds1)
     pairs = _swap_pairs(stage1, cfg.pipeline.swap_pairs)
     swap_path = os.path.join(cfg.data.save_dir, "degradation_swap.jpg")
-    save_swap_picture(stage1.model, [hr for hr, _ in pairs], [lr for _, lr in pairs], swap_path,
-                      cfg.data.height, cfg.data.width)
+    save_swap_picture(stage1.model, [hr for hr, _ in pairs], [lr for _, lr in pairs], swap_path, height, width)
 
     stage2, seconds2 = _stage(cfg, "stage2", {"model.name": "dfen", "engine.name": "dfen",
                                               "dfen.ddgan_checkpoint": stage1.last_checkpoint})
     record("DI-REID (stage 1 + DFEN)", stage2, seconds1 + seconds2)
 
-    table = tabulate(rows, headers=HEADERS, floatfmt=".1f")
+    table = tabulate(rows, headers=headers, floatfmt=".1f")
     print("\n" + table)
     print(f"\nDegradation swaps ({COLUMNS}): {swap_path}")
     with open(os.path.join(cfg.data.save_dir, "results.md"), "w") as f:
-        f.write(tabulate(rows, headers=HEADERS, floatfmt=".1f", tablefmt="github") + "\n")
+        f.write(tabulate(rows, headers=headers, floatfmt=".1f", tablefmt="github") + "\n")
     with open(os.path.join(cfg.data.save_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
-    return rows
+    return results

@@ -140,21 +140,24 @@ def _output_folder(cfg, prefix):
             sys.stdout = console
 
 
-def results_rows(engine, label):
+def results_rows(engine, label, ranks):
+    """One row per evaluated dataset: label, dataset, protocol, CMC at ``ranks`` and mAP, in percent."""
     rows = []
     for dataset, result in getattr(engine, "eval_results", {}).items():
         rows.append([label, dataset, result["protocol"]]
-                    + [100 * result.get(f"rank{r}", float("nan")) for r in (1, 5, 10, 20)]
+                    + [100 * result.get(f"rank{r}", float("nan")) for r in ranks]
                     + [100 * result["mAP"]])
     return rows
 
 
-RESULT_HEADERS = ["model", "dataset", "protocol", "R1", "R5", "R10", "R20", "mAP"]
+def result_headers(ranks):
+    return ["model", "dataset", "protocol"] + [f"R{r}" for r in ranks] + ["mAP"]
 
 
 def write_results(cfg, engine, label):
-    rows = results_rows(engine, label)
-    table = tabulate(rows, headers=RESULT_HEADERS, floatfmt=".1f")
+    ranks = list(cfg.test.ranks)
+    rows = results_rows(engine, label, ranks)
+    table = tabulate(rows, headers=result_headers(ranks), floatfmt=".1f")
     print(table)
     with open(os.path.join(cfg.data.save_dir, "results.json"), "w") as f:
         json.dump({"model": label, "results": engine.eval_results}, f, indent=1)

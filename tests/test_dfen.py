@@ -257,3 +257,14 @@ def test_cli_stage2_run_writes_checkpoints_and_results(cache, tmp_path, stage1, 
                                                       "test.single_shot_trials", "2", "model.load_weights", str(ckpt))])
     tested = json.loads((tmp_path / "eval" / "run" / "results.json").read_text())["results"]["synthetic_mlr_tiny"]
     assert tested["rank1"] == pytest.approx(trained["rank1"]) and tested["mAP"] == pytest.approx(trained["mAP"])
+
+
+def test_resample_replay_lowers_detail_with_seeded_factors():
+    from direid_plugin.engines.memory_replay import ResampleReplay
+
+    x = torch.rand(4, 3, 64, 32)
+    a, b = ResampleReplay((2.0, 4.0), seed=3).augment(x), ResampleReplay((2.0, 4.0), seed=3).augment(x)
+    assert torch.equal(a, b) and a.shape == x.shape
+    # Down-and-up sampling removes the high frequencies of a noise image: neighbouring pixels agree more.
+    detail = lambda t: (t[..., 1:, :] - t[..., :-1, :]).abs().mean()
+    assert detail(a) < 0.6 * detail(x)

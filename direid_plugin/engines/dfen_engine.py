@@ -19,7 +19,7 @@ from torchreid.reid import metrics
 from torchreid.reid.engine import ImageTripletEngine
 
 from direid_plugin.engines.builder import build_optimizer_and_scheduler
-from direid_plugin.engines.memory_replay import MemoryReplay, check_mode
+from direid_plugin.engines.memory_replay import MemoryReplay, ResampleReplay, check_mode
 from direid_plugin.losses import kl_detach
 from direid_plugin.models.dfen import BRANCHES
 
@@ -58,12 +58,14 @@ class DFENEngine(ImageTripletEngine):
         o = self.opt
         needs = [reason for on, reason in ((o.use_dil, "dfen.use_dil True"),
                                            (o.attention == "guided", "dfen.attention 'guided'"),
-                                           (o.memory_replay != "none", f"dfen.memory_replay '{o.memory_replay}'")) if on]
+                                           (o.memory_replay in ("bank", "shuffle"), f"dfen.memory_replay '{o.memory_replay}'")) if on]
         if needs and not o.ddgan_checkpoint:
             raise ValueError(f"dfen.ddgan_checkpoint is empty, but {', '.join(needs)} need(s) the stage-1 DDGAN "
                              "checkpoint (<stage-1 save_dir>/ddgan/model.pth.tar-<iteration>): train stage 1 first "
                              "(engine.name ddgan) or switch these off")
-        if o.memory_replay != "none":
+        if o.memory_replay == "resample":
+            self.replay = ResampleReplay(self.cfg.degradation.resolution_range, self.cfg.train.seed)
+        elif o.memory_replay != "none":
             self.replay = MemoryReplay.from_config(self.cfg).to(self.device)
             if o.memory_replay == "bank":
                 dm = self.datamanager

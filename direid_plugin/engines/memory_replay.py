@@ -4,9 +4,14 @@ copy of the stage-1 E_c, E_d and G, so stage 2 keeps seeing the degradations sta
 ``bank`` (official default): E_d's real-head code of every training image (test transform, mean
 of the image's and its mirror's code) is computed once; each batch is decoded with codes drawn
 uniformly, with replacement, from the bank. ``shuffle``: the batch's own codes, permuted.
+``resample``: no decoder; the batch is re-degraded by the self-degradation prior itself
+(down-sampling by U[degradation.resolution_range], then back up) - the CPU-budget stand-in: the
+decoder pass of ``bank`` costs several times the DFEN step at 256x128.
 """
+import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchreid.reid.utils import read_image
 from tqdm import tqdm
@@ -16,7 +21,7 @@ from direid_plugin.models.decoder import AdaINDecoder
 from direid_plugin.models.degradation_encoder import DegradationEncoder
 from direid_plugin.models.dfen import load_stage1
 
-REPLAY_MODES = ("none", "bank", "shuffle")
+REPLAY_MODES = ("none", "bank", "shuffle", "resample")
 
 
 def check_mode(mode, allowed=REPLAY_MODES):
@@ -48,7 +53,7 @@ class MemoryReplay(nn.Module):
     def __init__(self, mode, checkpoint, backbone="osnet_x0_25", feat_inv_dim=2048, content_dim=128, code_dim=128,
                  multi_scale=True):
         super().__init__()
-        self.mode = check_mode(mode, REPLAY_MODES[1:])
+        self.mode = check_mode(mode, ("bank", "shuffle"))
         self.content_encoder = ContentEncoder(1, backbone, feat_inv_dim=feat_inv_dim, content_dim=content_dim,
                                               multi_scale=multi_scale)
         self.content_encoder.classifier = None  # only the content map is used
@@ -92,3 +97,23 @@ class MemoryReplay(nn.Module):
         else:
             codes = self.degradation_encoder(x)[torch.randperm(len(x), device=x.device)]
         return self.decoder(self.content_encoder.content(x), codes)
+
+
+class ResampleReplay(nn.Module):
+    """``augment(x)``: each image down-sampled by its own factor ~ U[low, high] (bilinear with
+    antialiasing, as Pillow's reduction) and brought back to its size (bicubic); seeded per batch."""
+
+    def __init__(self, factor_range, seed=0):
+        super().__init__()
+        self.low, self.high = float(factor_range[0]), float(factor_range[1])
+        self.rng = np.random.default_rng(seed)
+
+    @torch.no_grad()
+    def augment(self, x):
+        height, width = x.shape[-2:]
+        out = torch.empty_like(x)
+        for i, factor in enumerate(self.rng.uniform(self.low, self.high, len(x))):
+            small = F.interpolate(x[i:i + 1], size=(max(1, int(height / factor)), max(1, int(width / factor))),
+                                  mode="bilinear", antialias=True, align_corners=False)
+            out[i:i + 1] = F.interpolate(small, size=(height, width), mode="bicubic", align_corners=False)
+        return out

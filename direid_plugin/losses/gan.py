@@ -60,14 +60,22 @@ def gradient_penalty(outputs, inputs):
     return _mean_over_scales(values)
 
 
+def penalised(dis, anchor, gp_weight, loss_of_outputs):
+    """``loss_of_outputs(dis(anchor))`` + ``gp_weight`` x gradient penalty at ``anchor``.
+
+    ``anchor`` is detached first (a D step trains only D); it needs grad only for the penalty.
+    """
+    anchor = anchor.detach().requires_grad_(gp_weight > 0)
+    outputs = dis(anchor)
+    loss = loss_of_outputs(outputs)
+    if gp_weight > 0:
+        loss = loss + gp_weight * gradient_penalty(outputs, anchor)
+    return loss
+
+
 def discriminator_loss(dis, fake, real, gan_type="lsgan", gp_weight=0.01):
     """D-step loss on detached images: adversarial term + ``gp_weight`` x penalty on the reals."""
-    real = real.detach().requires_grad_(gp_weight > 0)
-    real_outputs = dis(real)
-    loss = d_adversarial(dis(fake.detach()), real_outputs, gan_type)
-    if gp_weight > 0:
-        loss = loss + gp_weight * gradient_penalty(real_outputs, real)
-    return loss
+    return penalised(dis, real, gp_weight, lambda real_outputs: d_adversarial(dis(fake.detach()), real_outputs, gan_type))
 
 
 def generator_loss(dis, fake, target=1.0, gan_type="lsgan"):

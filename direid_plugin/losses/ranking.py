@@ -12,7 +12,7 @@ higher-quality partners. Pairs are passed already ordered as (lower, higher); ``
 """
 import torch
 
-from direid_plugin.losses.gan import gradient_penalty
+from direid_plugin.losses.gan import penalised
 from direid_plugin.models.discriminator import patch_scores
 
 
@@ -42,12 +42,7 @@ def ranking_d_loss(dis, lower, higher, margin=1.0, gp_weight=0.01):
     For unpaired real pairs ordered by ``rank_label`` this penalises whichever image D_d ranks
     higher; the official code always penalises its second argument (x_a), whatever the label.
     """
-    higher = higher.detach().requires_grad_(gp_weight > 0)
-    higher_outputs = dis(higher)
-    loss = margin_ranking(dis(lower.detach()), higher_outputs, margin)
-    if gp_weight > 0:
-        loss = loss + gp_weight * gradient_penalty(higher_outputs, higher)
-    return loss
+    return penalised(dis, higher, gp_weight, lambda higher_outputs: margin_ranking(dis(lower.detach()), higher_outputs, margin))
 
 
 def ranking_g_loss(dis, lower, higher, margin=1.0):

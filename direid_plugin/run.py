@@ -17,6 +17,7 @@ from torchreid.reid.utils import set_random_seed
 
 from direid_plugin.checkpoint import CheckpointError, load_checkpoint, model_state, state_dict_mismatch
 from direid_plugin.data.datamanager import build_checked_datamanager, report_skipped_images
+from direid_plugin.config import ConfigError
 from direid_plugin.engines.builder import build_engine, engine_name
 from direid_plugin.engines.checkpointing import resume_engine
 from direid_plugin.registry import model_factory
@@ -67,7 +68,7 @@ def build_model(cfg, num_classes):
     """
     factory = model_factory().get(cfg.model.name)
     if factory is None:
-        raise ValueError(f"model.name: unknown model '{cfg.model.name}'; run torchreid.models.show_avai_models()")
+        raise ConfigError(f"model.name: unknown model '{cfg.model.name}'; run torchreid.models.show_avai_models()")
     extra = MODEL_CONFIG_KWARGS[cfg.model.name](cfg) if cfg.model.name in MODEL_CONFIG_KWARGS else {}
     model = factory(
         num_classes=num_classes, loss=cfg.loss.name, pretrained=cfg.model.pretrained, use_gpu=use_gpu(cfg), **extra

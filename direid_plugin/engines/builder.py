@@ -7,6 +7,8 @@ model share the data, schedule and evaluation of one config. Plugin engines add 
 from torchreid.reid import engine as tr_engine
 from torchreid.reid import optim as tr_optim
 
+from direid_plugin.config import ConfigError
+
 from direid_plugin.engines.checkpointing import find_resume_checkpoint
 from direid_plugin.engines.guards import guard_engine
 
@@ -87,7 +89,7 @@ def build_engine(cfg, datamanager, model, use_gpu):
     """Build the engine named by the config and give it the plugin's evaluation settings."""
     name = engine_name(cfg)
     if name not in ENGINE_BUILDERS:
-        raise ValueError(f"engine.name: unknown engine '{name}'; choose one of {sorted(ENGINE_BUILDERS)}")
+        raise ConfigError(f"engine.name: unknown engine '{name}'; choose one of {sorted(ENGINE_BUILDERS)}")
     engine = ENGINE_BUILDERS[name](cfg, datamanager, model, use_gpu)
     engine.eval_protocol = cfg.test.protocol
     engine.single_shot_trials = cfg.test.single_shot_trials

@@ -15,15 +15,15 @@ from tqdm import tqdm
 from torchreid.reid.engine import Engine
 
 from direid_plugin.checkpoint import (
-    capture_rng_state, latest_valid, load_checkpoint, preserved_rng, restore_rng_state, save_checkpoint,
+    capture_rng_state, load_checkpoint, preserved_rng, restore_rng_state, save_checkpoint,
 )
+from direid_plugin.engines.checkpointing import CHECKPOINT_PREFIX, find_resume_checkpoint
 from direid_plugin.data.degradations import build_degradation
 from direid_plugin.data.pairs import build_pair_loader
 from direid_plugin.engines.ddgan_trainer import DDGANTrainer
 from direid_plugin.visualize.grids import save_grid
 
 CHECKPOINT_NAME = "ddgan"
-CHECKPOINT_PREFIX = "model.pth.tar-"
 
 
 def train_lr_camids(datamanager, configured):
@@ -87,7 +87,7 @@ class DDGANEngine(Engine):
 
     def resume_training(self, resume, save_dir):
         """Load ``resume`` ('auto' = newest valid checkpoint in save_dir); returns the iteration."""
-        path = latest_valid(osp.join(save_dir, CHECKPOINT_NAME, CHECKPOINT_PREFIX + "*")) if resume == "auto" else resume
+        path = find_resume_checkpoint(resume, save_dir, CHECKPOINT_NAME)
         if path is None:
             print(f"=> model.resume=auto: no checkpoint in {osp.join(save_dir, CHECKPOINT_NAME)}; starting from scratch")
             return 0

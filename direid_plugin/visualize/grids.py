@@ -4,8 +4,7 @@ import os
 import torch
 from torchvision.utils import save_image
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from direid_plugin.data.pairs import IMAGENET_MEAN, IMAGENET_STD
 
 
 def denormalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD):

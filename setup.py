@@ -42,6 +42,7 @@ setup(
             "direid-test=direid_plugin.cli.test:main",
             "direid-prepare-data=direid_plugin.cli.prepare_data:main",
             "direid-pipeline=direid_plugin.cli.pipeline:main",
+            "direid-visualize=direid_plugin.cli.visualize:main",
         ]
     },
 )

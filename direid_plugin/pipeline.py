@@ -13,7 +13,9 @@ from tabulate import tabulate
 
 from direid_plugin import run
 from direid_plugin.config import derive
+from direid_plugin.visualize.dataset_images import same_identity_pairs
 from direid_plugin.visualize.swaps import COLUMNS, save_swap_picture
+
 
 def _stage(cfg, name, overrides):
     stage_cfg = derive(cfg, {**overrides, "data.save_dir": os.path.join(cfg.data.save_dir, name)})
@@ -24,18 +26,8 @@ def _stage(cfg, name, overrides):
 
 def _swap_pairs(engine, count):
     """(HR gallery path, LR query path) of the same identity, from the first target's test split."""
-    target = engine.datamanager.targets[0]
-    query, gallery = engine.datamanager.fetch_test_loaders(target)
-    hr_by_pid = {}
-    for path, pid, *_ in gallery:
-        hr_by_pid.setdefault(pid, path)
-    pairs = [(hr_by_pid[pid], path) for path, pid, *_ in query if pid in hr_by_pid]
-    seen, picked = set(), []
-    for hr, lr in pairs:  # one row per identity
-        if hr not in seen:
-            seen.add(hr)
-            picked.append((hr, lr))
-    return picked[:count]
+    query, gallery = engine.datamanager.fetch_test_loaders(engine.datamanager.targets[0])
+    return [(hr[0], lr[0]) for hr, lr in same_identity_pairs(query, gallery, count)]
 
 
 def run_pipeline(cfg):

@@ -1,4 +1,4 @@
-"""Argument parsing and error reporting shared by the train and test commands."""
+"""Argument parsing and error reporting shared by the commands."""
 import argparse
 import contextlib
 import os
@@ -18,16 +18,25 @@ KNOWN_ERRORS = (ConfigError, CheckpointError, ImageReadError, ManifestError, Fil
                 TrainingDiverged)
 
 
-def parse_config(description, argv=None):
-    """``--config-file FILE [KEY VALUE ...]`` -> frozen config; exits with one clear line on errors."""
-    parser = argparse.ArgumentParser(description=description)
+def add_config_arguments(parser):
+    """``--config-file FILE`` and trailing ``KEY VALUE`` overrides (read back by ``config_from_args``)."""
     parser.add_argument("--config-file", default="", help="YAML config (may name a _BASE_ parent)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="overrides as KEY VALUE pairs, e.g. train.max_epoch 10")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def config_from_args(args):
+    """The frozen config that ``add_config_arguments``' arguments name; exits with one clear line on errors."""
     try:
         return load_config(args.config_file or None, args.opts)
     except ConfigError as e:
         sys.exit(f"config error: {e}")
+
+
+def parse_config(description, argv=None):
+    """``--config-file FILE [KEY VALUE ...]`` -> frozen config; exits with one clear line on errors."""
+    parser = add_config_arguments(argparse.ArgumentParser(description=description))
+    return config_from_args(parser.parse_args(argv))
 
 
 def one_line(error):

@@ -21,7 +21,7 @@ from torchreid.reid.engine import ImageTripletEngine
 from direid_plugin.engines.builder import build_optimizer_and_scheduler
 from direid_plugin.engines.memory_replay import MemoryReplay, ResampleReplay, check_mode
 from direid_plugin.losses import kl_detach
-from direid_plugin.models.dfen import BRANCHES
+from direid_plugin.models.dfen import BRANCHES, eval_feature
 
 
 class DFENEngine(ImageTripletEngine):
@@ -122,6 +122,4 @@ class DFENEngine(ImageTripletEngine):
         return summary
 
     def extract_features(self, input):
-        """The eval feature; with ``dfen.test_flip`` the mean over the image and its mirror (METHOD_SPEC 6)."""
-        features = self.model(input)
-        return (features + self.model(input.flip(3))) / 2 if self.opt.test_flip else features
+        return eval_feature(self.model, input, self.opt.test_flip)

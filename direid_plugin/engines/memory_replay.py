@@ -44,6 +44,19 @@ class _Images(Dataset):
         return self.transform(read_image(self.paths[index]))
 
 
+@torch.no_grad()
+def code_bank(degradation_encoder, items, transform, batch_size=64, workers=0, progress=True):
+    """Real-head E_d codes of torchreid data ``items`` (mean over each image and its mirror):
+    (N, code_dim), on the encoder's device."""
+    device = next(degradation_encoder.parameters()).device
+    loader = DataLoader(_Images(items, transform), batch_size=batch_size, shuffle=False, num_workers=workers)
+    codes = []
+    for x in tqdm(loader, desc="memory bank (E_d codes)", disable=not progress, leave=False):
+        x = x.to(device)
+        codes.append((degradation_encoder(x) + degradation_encoder(x.flip(3))) / 2)
+    return torch.cat(codes)
+
+
 class MemoryReplay(nn.Module):
     """Frozen stage-1 E_c / E_d / G; ``augment(x)`` = G(E_c.content(x), replayed codes).
 
@@ -75,16 +88,9 @@ class MemoryReplay(nn.Module):
     def train(self, mode=True):
         return super().train(False)
 
-    @torch.no_grad()
     def build_bank(self, items, transform, batch_size=64, workers=0, progress=True):
-        """E_d codes of every item (mean over the image and its mirror): (N, code_dim), on this module's device."""
-        device = next(self.parameters()).device
-        loader = DataLoader(_Images(items, transform), batch_size=batch_size, shuffle=False, num_workers=workers)
-        codes = []
-        for x in tqdm(loader, desc="memory bank (E_d codes)", disable=not progress, leave=False):
-            x = x.to(device)
-            codes.append((self.degradation_encoder(x) + self.degradation_encoder(x.flip(3))) / 2)
-        self.bank = torch.cat(codes)
+        """The bank of ``code_bank`` over ``items``, kept for ``augment``."""
+        self.bank = code_bank(self.degradation_encoder, items, transform, batch_size, workers, progress)
         return self.bank
 
     @torch.no_grad()

@@ -1,1 +1,2 @@
-"""Pictures: degradation-swap grids, replay sheets (ranked lists come from torchreid)."""
+"""Pictures, one module per kind: swap grids and matrices (swaps), memory-replay sheets (replay),
+ranked lists with degradation scores (ranked), degradation-space plots (space)."""

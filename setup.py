@@ -14,6 +14,8 @@ TORCHREID_RUNTIME = [
     "matplotlib",
 ]
 
+EXPORT = ["onnx"]
+
 setup(
     name="direid_plugin",
     version="0.1.0",
@@ -35,7 +37,12 @@ setup(
         "tqdm",
         "PyYAML",
     ] + TORCHREID_RUNTIME,
-    extras_require={"test": ["pytest", "pytest-timeout"]},
+    extras_require={
+        # ONNX export (tools/export_onnx.py); torch's exporter imports onnx.
+        "export": EXPORT,
+        # CI runs `pip install -e '.[test]'`: the export tests need the exporter and onnxruntime.
+        "test": ["pytest", "pytest-timeout", "onnxruntime"] + EXPORT,
+    },
     entry_points={
         "console_scripts": [
             "direid-train=direid_plugin.cli.train:main",
@@ -43,6 +50,7 @@ setup(
             "direid-prepare-data=direid_plugin.cli.prepare_data:main",
             "direid-pipeline=direid_plugin.cli.pipeline:main",
             "direid-visualize=direid_plugin.cli.visualize:main",
+            "direid-export-onnx=direid_plugin.cli.export_onnx:main",
         ]
     },
 )

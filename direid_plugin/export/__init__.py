@@ -1,0 +1,1 @@
+"""Deployment formats of trained models (ONNX)."""

@@ -7,7 +7,7 @@ regression tests can reproduce the failure before checking the fix. ``apply()`` 
 |-----------------------------------------------------------------------|---------------------------------------|
 | own checkpoints fail to load (numpy rank1 vs weights-only torch.load) | checkpoint.load_checkpoint            |
 | ``save_model`` crashes on ``scheduler=None``, stores numpy rank1      | engines.checkpointing.save_model      |
-| python ``evaluate_rank`` raises ValueError on small galleries; slow   | vectorised evaluator as ``evaluate_cy`` |
+| python ``evaluate_rank`` raises ValueError on small galleries; slow   | evaluation.ranking.evaluate_cy        |
 | CMC ranks past the CMC length raise IndexError                        | engines.evaluation.evaluate           |
 | ``read_image`` loops forever on a corrupt file                         | data.image_io.read_image              |
 | ``pretrained=True`` downloads (hangs/crashes offline)                  | cache check with a clear message      |
@@ -105,13 +105,13 @@ def apply():
     from direid_plugin.data.image_io import read_image
     from direid_plugin.engines.checkpointing import save_model
     from direid_plugin.engines.evaluation import evaluate
-    from direid_plugin.evaluation.fast_rank import evaluate_vectorised
+    from direid_plugin.evaluation.ranking import evaluate_cy
 
     _replace(_torchtools_mod, "load_checkpoint", _load_checkpoint, "load_checkpoint")
     _replace(_utils_pkg, "load_checkpoint", _load_checkpoint, "utils.load_checkpoint")
     _replace(_engine_mod.Engine, "save_model", save_model, "Engine.save_model")
     _replace(_engine_mod.Engine, "_evaluate", evaluate, "Engine._evaluate")
-    _replace(_rank_mod, "evaluate_cy", evaluate_vectorised, "evaluate_cy")
+    _replace(_rank_mod, "evaluate_cy", evaluate_cy, "evaluate_cy")
     _replace(_rank_mod, "IS_CYTHON_AVAI", True, "IS_CYTHON_AVAI")
     _replace(_tools_mod, "read_image", read_image, "read_image")
     _replace(_utils_pkg, "read_image", read_image, "utils.read_image")

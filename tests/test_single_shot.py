@@ -5,7 +5,7 @@ from fractions import Fraction as F
 import numpy as np
 import pytest
 
-from direid_plugin.evaluation.fast_rank import NoValidQueryError
+from direid_plugin.evaluation.query_blocks import NoValidQueryError
 from direid_plugin.evaluation.single_shot import evaluate_single_shot, rank_at, results_table, summarise_splits
 
 # Gallery: identities a, b, c with two images each, columns a0 a1 b0 b1 c0 c1.

@@ -13,15 +13,17 @@ the reason it exceeds Rank-1 -- is the mean reciprocal rank.
 The CMC has one entry per gallery identity. Rank-k for k beyond that length is the last CMC
 value (1.0: every valid query finds its match within the list).
 
-Sampling is deterministic for a given seed and input size (queries are processed in chunks
-whose height depends on the gallery size, which fixes the order random numbers are drawn in).
+Sampling is deterministic for a given seed and input size (queries are processed in blocks
+whose height depends on the gallery size, which fixes the order random numbers are drawn in;
+identity_sampling.py).
 """
 from typing import TypedDict
 
 import numpy as np
 from tabulate import tabulate
 
-from direid_plugin.evaluation.fast_rank import cmc_curve, require_valid_queries, single_shot_hit_ranks
+from direid_plugin.evaluation.identity_sampling import single_shot_hit_ranks
+from direid_plugin.evaluation.ranking import cmc_curve, require_valid_queries
 
 DEFAULT_RANKS = (1, 5, 10, 20)
 OFFICIAL_NUM_TRIALS = 100
@@ -46,7 +48,7 @@ def rank_at(cmc, k):
 def evaluate_single_shot(distmat, q_pids, g_pids, q_camids, g_camids, num_trials=10, seed=0):
     """Single-shot CMC and mAP of one split; ``num_trials`` gallery samplings (official: 100).
 
-    Raises ``fast_rank.NoValidQueryError`` when no query has a true match in the gallery.
+    Raises ``query_blocks.NoValidQueryError`` when no query has a true match in the gallery.
     """
     if num_trials < 1:
         raise ValueError(f"num_trials must be >= 1, got {num_trials}")

@@ -126,6 +126,10 @@ def _test_node():
     # image per identity per trial, averaged over trials; evaluation/single_shot.py).
     node.protocol = "standard"
     node.single_shot_trials = 10
+    # "plugin": the plugin's ranking (CMC, mAP, mINP; evaluation/ranking.py) and memory-bounded
+    # re-ranking (evaluation/rerank.py), on the model's device; "torchreid": torchreid's own
+    # python evaluate_rank and re_ranking on CPU (slow; no mINP; standard protocol only).
+    node.evaluator = "plugin"
     node.seed = 0
     return node
 

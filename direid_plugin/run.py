@@ -142,17 +142,19 @@ def _output_folder(cfg, prefix):
 
 
 def results_rows(engine, label, ranks):
-    """One row per evaluated dataset: label, dataset, protocol, CMC at ``ranks`` and mAP, in percent."""
+    """One row per evaluated dataset: label, dataset, protocol, CMC at ``ranks``, mAP and mINP, in
+    percent (NaN: a rank past the CMC, or no mINP from torchreid's evaluator)."""
     rows = []
     for dataset, result in getattr(engine, "eval_results", {}).items():
+        mINP = result.get("mINP")
         rows.append([label, dataset, result["protocol"]]
                     + [100 * result.get(f"rank{r}", float("nan")) for r in ranks]
-                    + [100 * result["mAP"]])
+                    + [100 * result["mAP"], float("nan") if mINP is None else 100 * mINP])
     return rows
 
 
 def result_headers(ranks):
-    return ["model", "dataset", "protocol"] + [f"R{r}" for r in ranks] + ["mAP"]
+    return ["model", "dataset", "protocol"] + [f"R{r}" for r in ranks] + ["mAP", "mINP"]
 
 
 def write_results(cfg, engine, label):

@@ -32,6 +32,18 @@ def pku_root():
     return shared_path("pku_reid")
 
 
+@pytest.fixture(scope="module")
+def pku_datamanager():
+    """torchreid's ImageDataManager on the real PKU-Reid subset (64x32, CPU, no workers)."""
+    import torchreid
+
+    shared_path("pku_reid")
+    return torchreid.data.ImageDataManager(
+        root=SHARED_DATA, sources="pku_reid", height=64, width=32, use_gpu=False, workers=0, batch_size_train=16,
+        batch_size_test=64,
+    )
+
+
 @pytest.fixture
 def caviar_root():
     return shared_path("caviar_sample")

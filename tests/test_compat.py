@@ -15,18 +15,6 @@ from direid_plugin import compat
 from direid_plugin.data.image_io import ImageReadError
 
 
-@pytest.fixture(scope="module")
-def pku_dm():
-    root = os.path.join(os.environ.get("DIREID_SHARED_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")))
-    from conftest import shared_path
-
-    shared_path("pku_reid")
-    return torchreid.data.ImageDataManager(
-        root=root, sources="pku_reid", height=64, width=32, use_gpu=False, workers=0, batch_size_train=16,
-        batch_size_test=64,
-    )
-
-
 def _engine(dm, scheduler=True):
     model = torchreid.models.build_model("osnet_x0_25", dm.num_train_pids, pretrained=False, use_gpu=False)
     optimizer = torchreid.optim.build_optimizer(model, lr=1e-3)
@@ -34,8 +22,8 @@ def _engine(dm, scheduler=True):
     return ImageSoftmaxEngine(dm, model, optimizer=optimizer, scheduler=sched, use_gpu=False)
 
 
-def test_torchreid_checkpoints_reload(pku_dm, tmp_path):
-    engine = _engine(pku_dm)
+def test_torchreid_checkpoints_reload(pku_datamanager, tmp_path):
+    engine = _engine(pku_datamanager)
     # torchreid's own save_model stores rank1 as a numpy scalar...
     compat.ORIGINALS["Engine.save_model"](engine, 0, np.float32(0.5), str(tmp_path / "orig"))
     path = str(tmp_path / "orig" / "model" / "model.pth.tar-1")
@@ -45,29 +33,29 @@ def test_torchreid_checkpoints_reload(pku_dm, tmp_path):
     # Fixed: torchreid's loader, resume and pretrained-weights paths all read it.
     assert torchtools.load_checkpoint(path)["rank1"] == pytest.approx(0.5)
     assert torchreid.utils.load_checkpoint(path)["epoch"] == 1
-    fresh = _engine(pku_dm)
+    fresh = _engine(pku_datamanager)
     torchtools.resume_from_checkpoint(path, fresh.model, fresh.optimizer, fresh.scheduler)
     torchtools.load_pretrained_weights(fresh.model, path)
     for key, value in engine.model.state_dict().items():
         assert torch.equal(value, fresh.model.state_dict()[key])
 
 
-def test_save_model_without_scheduler(pku_dm, tmp_path):
-    engine = _engine(pku_dm, scheduler=False)
+def test_save_model_without_scheduler(pku_datamanager, tmp_path):
+    engine = _engine(pku_datamanager, scheduler=False)
     with pytest.raises(AttributeError, match="state_dict"):
         compat.ORIGINALS["Engine.save_model"](engine, 0, 0.1, str(tmp_path / "orig"))
     engine.save_model(2, np.float64(0.25), str(tmp_path / "fixed"))
     state = torchreid.utils.load_checkpoint(str(tmp_path / "fixed" / "model" / "model.pth.tar-3"))
     assert "scheduler" not in state and state["epoch"] == 3 and isinstance(state["rank1"], float)
-    fresh = _engine(pku_dm, scheduler=False)
+    fresh = _engine(pku_datamanager, scheduler=False)
     assert torchtools.resume_from_checkpoint(
         str(tmp_path / "fixed" / "model" / "model.pth.tar-3"), fresh.model, fresh.optimizer
     ) == 3
 
 
-def test_ranks_beyond_cmc_length(pku_dm, capsys):
-    engine = _engine(pku_dm)
-    query, gallery = pku_dm.test_loader["pku_reid"]["query"], pku_dm.test_loader["pku_reid"]["gallery"]
+def test_ranks_beyond_cmc_length(pku_datamanager, capsys):
+    engine = _engine(pku_datamanager)
+    query, gallery = pku_datamanager.test_loader["pku_reid"]["query"], pku_datamanager.test_loader["pku_reid"]["gallery"]
     kwargs = dict(dataset_name="pku_reid", query_loader=query, gallery_loader=gallery,
                   use_metric_cuhk03=True, ranks=[1, 5, 10, 20])
     # The cuhk03 metric's CMC has one entry per gallery identity (12 here): rank 20 overflowed.

@@ -10,6 +10,7 @@ from torchreid.reid import optim as tr_optim
 from direid_plugin.config import ConfigError
 
 from direid_plugin.engines.checkpointing import find_resume_checkpoint
+from direid_plugin.engines.evaluation import check_evaluation_settings
 from direid_plugin.engines.guards import guard_engine
 
 
@@ -90,7 +91,9 @@ def build_engine(cfg, datamanager, model, use_gpu):
     name = engine_name(cfg)
     if name not in ENGINE_BUILDERS:
         raise ConfigError(f"engine.name: unknown engine '{name}'; choose one of {sorted(ENGINE_BUILDERS)}")
+    check_evaluation_settings(cfg.test.evaluator, cfg.test.protocol, ("test.evaluator", "test.protocol"), ConfigError)
     engine = ENGINE_BUILDERS[name](cfg, datamanager, model, use_gpu)
+    engine.evaluator = cfg.test.evaluator
     engine.eval_protocol = cfg.test.protocol
     engine.single_shot_trials = cfg.test.single_shot_trials
     engine.eval_seed = cfg.test.seed

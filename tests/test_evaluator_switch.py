@@ -1,0 +1,63 @@
+"""``test.evaluator`` through the engine: the plugin's ranking / re-ranking, or torchreid's own."""
+import os
+
+import numpy as np
+import pytest
+import torch
+import torchreid
+
+from direid_plugin import run
+from direid_plugin.config import ConfigError, load_config
+from direid_plugin.engines.builder import build_engine
+
+
+@pytest.fixture(scope="module")
+def model(pku_datamanager):
+    torch.manual_seed(0)
+    return torchreid.models.build_model("osnet_x0_25", pku_datamanager.num_train_pids, pretrained=False, use_gpu=False)
+
+
+def evaluate(datamanager, model, evaluator, **kwargs):
+    engine = build_engine(load_config(opts=["test.evaluator", evaluator]), datamanager, model, use_gpu=False)
+    loaders = datamanager.test_loader["pku_reid"]
+    engine._evaluate(dataset_name="pku_reid", query_loader=loaders["query"], gallery_loader=loaders["gallery"],
+                     ranks=[1, 5, 10], **kwargs)
+    return engine
+
+
+@pytest.mark.parametrize("rerank", [False, True])
+def test_plugin_and_torchreid_evaluators_agree(pku_datamanager, model, rerank, capsys):
+    plugin = evaluate(pku_datamanager, model, "plugin", rerank=rerank)
+    plugin_out = capsys.readouterr().out
+    torchreid_engine = evaluate(pku_datamanager, model, "torchreid", rerank=rerank)
+    torchreid_out = capsys.readouterr().out
+    ours, theirs = plugin.eval_results["pku_reid"], torchreid_engine.eval_results["pku_reid"]
+    assert (ours["evaluator"], theirs["evaluator"]) == ("plugin", "torchreid")
+    np.testing.assert_allclose(ours["cmc"], theirs["cmc"], atol=1e-6)
+    assert ours["mAP"] == pytest.approx(theirs["mAP"], abs=1e-6)
+    assert 0 < ours["mINP"] <= ours["mAP"] and theirs["mINP"] is None  # torchreid computes no mINP
+    assert "mINP" in plugin_out and "mINP" not in torchreid_out
+    if rerank:
+        assert "re-ranking (plugin)" in plugin_out and "re-ranking (torchreid)" in torchreid_out
+    # The results table carries mINP (NaN where the evaluator gives none).
+    assert run.result_headers([1, 5])[-2:] == ["mAP", "mINP"]
+    assert run.results_rows(plugin, "m", [1, 5])[0][-1] == pytest.approx(100 * ours["mINP"])
+    assert np.isnan(run.results_rows(torchreid_engine, "m", [1, 5])[0][-1])
+
+
+def test_ranked_list_pictures_from_the_plugin_evaluator(pku_datamanager, model, tmp_path):
+    evaluate(pku_datamanager, model, "plugin", visrank=True, visrank_topk=3, save_dir=str(tmp_path))
+    query, _ = pku_datamanager.fetch_test_loaders("pku_reid")
+    # one picture per query file name (torchreid overwrites pictures of queries sharing a name)
+    expected = {os.path.splitext(os.path.basename(item[0]))[0] for item in query}
+    assert {path.stem for path in (tmp_path / "visrank_pku_reid").iterdir()} == expected
+
+
+@pytest.mark.parametrize("opts, message", [
+    (["test.evaluator", "cython"], "test.evaluator: unknown evaluator 'cython'"),
+    (["test.protocol", "multi_shot"], "test.protocol: unknown protocol 'multi_shot'"),
+    (["test.evaluator", "torchreid", "test.protocol", "single_shot"], "test.protocol: the single-shot protocol is the plugin's"),
+])
+def test_bad_evaluation_settings_are_config_errors(pku_datamanager, model, opts, message):
+    with pytest.raises(ConfigError, match=message):
+        build_engine(load_config(opts=opts), pku_datamanager, model, use_gpu=False)

@@ -1,1 +1,1 @@
-"""Evaluation: a vectorised ranking evaluator and the MLR single-shot protocol."""
+"""Evaluation in torch: ranking (CMC, mAP, mINP), memory-bounded re-ranking, the MLR single-shot protocol."""

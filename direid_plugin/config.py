@@ -131,6 +131,9 @@ def _test_node():
     # python evaluate_rank and re_ranking on CPU (slow; no mINP; standard protocol only).
     node.evaluator = "plugin"
     node.seed = 0
+    # Test feature = mean of the image's and its mirror's (official DI-REID protocol, METHOD_SPEC 6),
+    # for every engine, so baselines and DI-REID evaluated from one config are augmented alike.
+    node.flip = False
     return node
 
 
@@ -245,7 +248,6 @@ def _dfen_node():
     node.attention_dim = 128  # latent width of the attention MLP
     node.head = "bnneck"  # bnneck (BN + bias-free linear) | classblock (official 512-d bottleneck)
     node.test_feature = "fused"  # fused | inv | sen: the eval-mode feature
-    node.test_flip = True  # test feature = mean of the image's and its mirror's (METHOD_SPEC 6)
     # Loss (Eq. 14): sum over branches of w * (CE + hard-mined triplet); 0 switches a branch's loss off.
     node.w_inv = 0.5
     node.w_sen = 0.5

@@ -9,6 +9,7 @@ import torchreid
 from direid_plugin import run
 from direid_plugin.config import ConfigError, load_config
 from direid_plugin.engines.builder import build_engine
+from direid_plugin.engines.evaluation import extract_features
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +62,19 @@ def test_ranked_list_pictures_from_the_plugin_evaluator(pku_datamanager, model, 
 def test_bad_evaluation_settings_are_config_errors(pku_datamanager, model, opts, message):
     with pytest.raises(ConfigError, match=message):
         build_engine(load_config(opts=opts), pku_datamanager, model, use_gpu=False)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_test_flip_averages_every_engines_features_with_the_mirror(pku_datamanager, model, flip):
+    """test.flip applies to a stock torchreid engine as to DFEN, so baselines are tested alike."""
+    engine = build_engine(load_config(opts=["test.flip", str(flip)]), pku_datamanager, model, use_gpu=False)
+    query = pku_datamanager.test_loader["pku_reid"]["query"]
+    model.eval()  # as torchreid's test() sets it
+    with torch.no_grad():
+        features, _, _ = extract_features(engine, query, "query")
+    images = torch.cat([engine.parse_data_for_eval(data)[0] for data in query])
+    with torch.no_grad():
+        plain, mirrored = model(images), model(images.flip(3))
+    expected = (plain + mirrored) / 2 if flip else plain
+    torch.testing.assert_close(features, expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(plain, mirrored, atol=1e-3)  # the mirror really changes the feature

@@ -11,7 +11,8 @@ from direid_plugin.checkpoint import save_checkpoint
 from direid_plugin.cli import export_onnx as cli_export
 from direid_plugin.data.pairs import pair_transform
 from direid_plugin.models.ddgan import DDGAN
-from direid_plugin.models.dfen import DFEN, eval_feature
+from direid_plugin.evaluation.features import flip_averaged
+from direid_plugin.models.dfen import DFEN
 from direid_plugin.visualize.dataset_images import load_batch
 
 HEIGHT, WIDTH = 64, 32
@@ -45,13 +46,13 @@ def test_dfen_graph_gives_the_test_feature(images, tmp_path, capsys):
     with torch.no_grad():  # trained-like D_d statistics, so the guided attention is not constant
         for p in dfen.degradation_discriminator.parameters():
             p.normal_(0.0, 0.3)
-    paths = _export(dfen, tmp_path)
+    paths = _export(dfen, tmp_path, "test.flip", "True")
     assert "image ['batch', 3, 64, 32] -> feature ['batch', 528]" in capsys.readouterr().out
     session = _session(paths["dfen"])
     assert [i.name for i in session.get_inputs()] == ["image"] and session.get_inputs()[0].shape[0] == "batch"
     for batch in (1, 3):
         with torch.no_grad():
-            expected = eval_feature(dfen, images[:batch], flip=True)  # dfen.test_flip is on by default
+            expected = flip_averaged(dfen, images[:batch], flip=True)
         (feature,) = session.run(None, {"image": images[:batch].numpy()})
         assert feature.shape == (batch, FEAT_INV + 512)
         assert np.abs(feature - expected.numpy()).max() <= TOLERANCE

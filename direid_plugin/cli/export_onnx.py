@@ -21,7 +21,7 @@ def export(cfg, args):
     model, name = load_trained_model(cfg, args.weights, ("dfen", "ddgan"))
     output_dir = args.output_dir or os.path.join(cfg.data.save_dir, "onnx")
     size = (cfg.data.height, cfg.data.width)
-    paths = export_dfen(model, output_dir, *size, cfg.dfen.test_flip) if name == "dfen" \
+    paths = export_dfen(model, output_dir, *size, cfg.test.flip) if name == "dfen" \
         else export_ddgan(model, output_dir, *size)
     for graph, path in paths.items():
         print(f"=> {graph}: {graph_signature(path)}: {path}")

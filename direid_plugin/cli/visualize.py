@@ -23,7 +23,7 @@ from direid_plugin.cli.common import add_config_arguments, config_from_args, one
 from direid_plugin.config import ConfigError, derive
 from direid_plugin.data.degradations import DEGRADATIONS, build_degradation
 from direid_plugin.data.pairs import pair_transform
-from direid_plugin.models.dfen import eval_feature
+from direid_plugin.evaluation.features import flip_averaged
 from direid_plugin.models.trained import load_trained_model
 from direid_plugin.visualize import ranked, replay, space, swaps
 from direid_plugin.visualize.dataset_images import (
@@ -107,12 +107,11 @@ def _degradation_discriminator(cfg, args, model, device):
 def ranked_lists(cfg, args):
     model, name, device, target, dataset = _setup(cfg, args, ("dfen", "ddgan"))
     discriminator = _degradation_discriminator(cfg, args, model, device)
-    flip = name == "dfen" and cfg.dfen.test_flip  # the feature torchreid's test evaluates
     _, transform = build_transforms(cfg.data.height, cfg.data.width, norm_mean=cfg.data.norm_mean,
                                     norm_std=cfg.data.norm_std)
     queries = sample_items(dataset.query, args.num_queries, args.seed)
     path, _ = ranked.save_ranked_lists(
-        _output(cfg, args, f"ranked_{target}.png"), lambda x: eval_feature(model, x, flip), discriminator.score,
+        _output(cfg, args, f"ranked_{target}.png"), lambda x: flip_averaged(model, x, cfg.test.flip), discriminator.score,
         queries, dataset.gallery, transform, lambda item: quality_label(dataset, item), device,
         args.topk or cfg.test.visrank_topk, cfg.test.dist_metric, cfg.test.normalize_feature, **_normalisation(cfg))
     print(f"=> Ranked lists of {len(queries)} {target} queries over {len(dataset.gallery)} gallery images "

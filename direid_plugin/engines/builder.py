@@ -97,6 +97,7 @@ def build_engine(cfg, datamanager, model, use_gpu):
     engine.eval_protocol = cfg.test.protocol
     engine.single_shot_trials = cfg.test.single_shot_trials
     engine.eval_seed = cfg.test.seed
+    engine.test_flip = cfg.test.flip
     engine.keep_last = cfg.engine.keep_last
     engine.progress = cfg.engine.progress
     # NaN/inf loss or gradients skip the step; a run that keeps producing them stops (guards.py).

@@ -21,7 +21,7 @@ from torchreid.reid.engine import ImageTripletEngine
 from direid_plugin.engines.builder import build_optimizer_and_scheduler
 from direid_plugin.engines.memory_replay import MemoryReplay, ResampleReplay, check_mode
 from direid_plugin.losses import kl_detach
-from direid_plugin.models.dfen import BRANCHES, eval_feature
+from direid_plugin.models.dfen import BRANCHES
 
 
 class DFENEngine(ImageTripletEngine):
@@ -120,6 +120,3 @@ class DFENEngine(ImageTripletEngine):
         self.scaler.update()
         summary["acc"] = metrics.accuracy(out["logits_fused"], pids)[0].item()
         return summary
-
-    def extract_features(self, input):
-        return eval_feature(self.model, input, self.opt.test_flip)

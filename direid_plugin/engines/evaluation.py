@@ -28,6 +28,7 @@ from torchreid.reid import metrics
 from torchreid.reid.utils import re_ranking, visualize_ranked_results
 
 from direid_plugin.evaluation.distances import FeatureDistances
+from direid_plugin.evaluation.features import flip_averaged
 from direid_plugin.evaluation.ranking import evaluate_ranking
 from direid_plugin.evaluation.rerank import re_rank
 
@@ -43,12 +44,14 @@ def _engine_device(engine):
 
 
 def extract_features(engine, loader, desc):
-    """Features, pids and camids of every image in ``loader`` (features stay on the device)."""
+    """Features, pids and camids of every image in ``loader`` (features stay on the device),
+    flip-averaged when ``engine.test_flip`` (config ``test.flip``)."""
     device = _engine_device(engine)
+    flip = getattr(engine, "test_flip", False)
     feats, pids, camids = [], [], []
     for data in tqdm(loader, desc=desc, leave=False, disable=not getattr(engine, "progress", True)):
         imgs, batch_pids, batch_camids = engine.parse_data_for_eval(data)
-        feats.append(engine.extract_features(imgs.to(device)))
+        feats.append(flip_averaged(engine.extract_features, imgs.to(device), flip))
         pids.extend(batch_pids.tolist())
         camids.extend(batch_camids.tolist())
     return torch.cat(feats, 0), np.asarray(pids), np.asarray(camids)

@@ -1,7 +1,7 @@
 """ONNX export of the inference graphs; the batch dimension of every input and output is dynamic.
 
 DFEN (stage 2), ``dfen.onnx``: ``image`` (B, 3, H, W) -> ``feature`` (B, D), the feature torchreid's
-test ranks with: the eval-mode output, averaged with the mirrored image's when ``dfen.test_flip``.
+test ranks with: the eval-mode output, averaged with the mirrored image's when ``test.flip``.
 
 DDGAN (stage 1), three graphs that compose into degradation swaps
 ``decoder(content_encoder(x_a), degradation_encoder(x_b))``:
@@ -22,14 +22,14 @@ import warnings
 import torch
 import torch.nn as nn
 
-from direid_plugin.models.dfen import eval_feature
+from direid_plugin.evaluation.features import flip_averaged
 
 OPSET = 17
 BATCH_AXIS = {0: "batch"}
 
 
 class DFENFeature(nn.Module):
-    """image -> the evaluated test feature (``models.dfen.test_feature``)."""
+    """image -> the evaluated test feature (``evaluation.features.flip_averaged``)."""
 
     def __init__(self, dfen, flip):
         super().__init__()
@@ -37,7 +37,7 @@ class DFENFeature(nn.Module):
         self.flip = flip
 
     def forward(self, image):
-        return eval_feature(self.dfen, image, self.flip)
+        return flip_averaged(self.dfen, image, self.flip)
 
 
 class ContentMap(nn.Module):

@@ -204,13 +204,6 @@ class DFEN(nn.Module):
         return out
 
 
-def eval_feature(model, x, flip):
-    """The evaluated feature: the eval-mode output, with ``flip`` (``dfen.test_flip``) averaged with
-    that of the mirrored images (METHOD_SPEC 6)."""
-    features = model(x)
-    return (features + model(x.flip(3))) / 2 if flip else features
-
-
 def dfen(num_classes, loss="softmax", pretrained=True, use_gpu=True, **kwargs):
     """torchreid factory. DFEN trains with its own engine (engine.name dfen), so ``loss`` only
     completes torchreid's signature; ``use_gpu`` likewise (the caller moves the model).

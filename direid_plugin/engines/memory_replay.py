@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchreid.reid.utils import read_image
 from tqdm import tqdm
 
+from direid_plugin.evaluation.features import flip_averaged
 from direid_plugin.models.content_encoder import ContentEncoder
 from direid_plugin.models.decoder import AdaINDecoder
 from direid_plugin.models.degradation_encoder import DegradationEncoder
@@ -52,8 +53,7 @@ def code_bank(degradation_encoder, items, transform, batch_size=64, workers=0, p
     loader = DataLoader(_Images(items, transform), batch_size=batch_size, shuffle=False, num_workers=workers)
     codes = []
     for x in tqdm(loader, desc="memory bank (E_d codes)", disable=not progress, leave=False):
-        x = x.to(device)
-        codes.append((degradation_encoder(x) + degradation_encoder(x.flip(3))) / 2)
+        codes.append(flip_averaged(degradation_encoder, x.to(device), flip=True))
     return torch.cat(codes)
 
 

@@ -11,7 +11,7 @@ from conftest import shared_path
 from fake_raw import write_caviar_tree, write_cuhk03_mat, write_official_folder, write_viper_tree
 from PIL import Image
 
-from direid_plugin.data.datasets import DATASETS
+from direid_plugin.data.datasets import DATASETS, VALIDATION_IDS, validation_name
 from direid_plugin.data.datasets.caviar import CAVIAR, list_caviar, parse_caviar_name
 from direid_plugin.data.datasets.mlr_cuhk03 import MLRCUHK03, MLRCUHK03Folder
 from direid_plugin.data.datasets.mlr_viper import MLRViper
@@ -177,6 +177,41 @@ def test_mlr_viper_through_torchreid_image_data_manager(viper_cache, shared_root
     assert {item[2] for item in query.data} == {1} and {item[2] for item in gallery.data} == {0}
     batch = next(iter(dm.train_loader))
     assert tuple(batch["img"].shape) == (8, 3, 64, 32) and int(batch["pid"].max()) < 316
+
+
+def test_mlr_viper_validation_variants_hold_out_training_identities(mlr_viper, shared_root):
+    held_per_split = []
+    for split_id in (0, 1):
+        full = mlr_viper(split_id=split_id)
+        val = DATASETS["mlr_viper_val"](root=shared_root, split_id=split_id, verbose=False)
+        full_train = {viper_pid(path) for path, _, _, _ in full.train}
+        full_test = {pid for _, pid, _, _ in full.query}
+        held = {pid for _, pid, _, _ in val.query}
+        assert len(held) == len(val.query) == len(val.gallery) == VALIDATION_IDS
+        assert {pid for _, pid, _, _ in val.gallery} == held
+        assert held <= full_train and not held & full_test  # the split's test identities stay unseen
+        assert {viper_pid(path) for path, _, _, _ in val.train} == full_train - held
+        assert val.num_train_pids == 316 - VALIDATION_IDS and len(val.train) == 2 * val.num_train_pids
+        assert {c for _, _, c, _ in val.query} == {1} and all(p.startswith(val.cache_dir) for p, _, _, _ in val.query)
+        assert {c for _, _, c, _ in val.gallery} == {0}
+        clean = DATASETS["mlr_viper_clean_val"](root=shared_root, split_id=split_id, verbose=False)
+        assert clean.train == val.train and clean.gallery == val.gallery
+        assert [q[1] for q in clean.query] == [q[1] for q in val.query]
+        assert all("/VIPeR/cam_b/" in path and viper_pid(path) == pid for path, pid, _, _ in clean.query)
+        again = DATASETS["mlr_viper_val"](root=shared_root, split_id=split_id, verbose=False)
+        assert again.query == val.query and again.train == val.train
+        held_per_split.append(held)
+    assert held_per_split[0] != held_per_split[1]
+    with pytest.raises(ValueError, match="validation_ids=400: split 0 has 316 training identities"):
+        mlr_viper(validation_ids=400)
+
+
+def test_validation_variants_are_registered_for_the_split_protocols():
+    registry = dataset_registry()
+    for name in ("mlr_viper", "mlr_viper_clean", "mlr_cuhk03"):
+        assert validation_name(name) == f"{name}_val" and registry[f"{name}_val"] is DATASETS[f"{name}_val"]
+    with pytest.raises(ValueError, match="'synthetic_mlr' has no validation variant.*'mlr_viper_val'"):
+        validation_name("synthetic_mlr")
 
 
 # -------------------------------------------------------------------------------- MLR-CUHK03

@@ -9,6 +9,11 @@ time of each model, with the ratio of DI-REID's time to the baseline's (measured
     python tools/benchmark_mlr_viper.py --splits 0,1,2        # three splits
     python tools/benchmark_mlr_viper.py                       # all 10 splits
     python tools/benchmark_mlr_viper.py --splits 0 train.max_epoch 20   # config overrides
+    python tools/benchmark_mlr_viper.py --splits 0 --validation   # held-out training identities
+
+--validation runs the same protocol on the ``<dataset>_val`` datasets: 100 of each split's 316
+training identities take the test role and the models train on the other 216. Compare
+configurations there; the split's test identities are then used once, for the chosen one.
 """
 import argparse
 import json
@@ -19,6 +24,7 @@ from tabulate import tabulate
 
 import direid_plugin  # noqa: F401
 from direid_plugin.config import derive, load_config
+from direid_plugin.data.datasets import VALIDATION_IDS, validation_name
 from direid_plugin.evaluation.single_shot import summarise_splits
 from direid_plugin.pipeline import run_pipeline
 
@@ -26,14 +32,28 @@ CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs
 RANKS = (1, 5, 10)
 
 
+def validation_config(cfg):
+    """``cfg`` on the ``<name>_val`` variant of every source and target, saving beside the test run."""
+    try:
+        sources, targets = ([validation_name(n) for n in names] for names in (cfg.data.sources, cfg.data.targets))
+    except ValueError as e:
+        raise SystemExit(f"--validation: {e}") from None
+    return derive(cfg, {"data.sources": sources, "data.targets": targets,
+                        "data.save_dir": cfg.data.save_dir.rstrip("/") + "_validation"})
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default=CONFIG)
     parser.add_argument("--splits", default=",".join(map(str, range(10))), help="comma-separated split ids")
+    parser.add_argument("--validation", action="store_true",
+                        help="evaluate on held-out training identities (<dataset>_val) instead of the test identities")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
     args = parser.parse_args(argv)
     cfg = load_config(args.config_file, args.opts)
     args.splits = [int(s) for s in args.splits.split(",")]
+    if args.validation:
+        cfg = validation_config(cfg)
 
     per_split = []
     for split in args.splits:
@@ -52,7 +72,9 @@ def main(argv=None):
                      for split in per_split for label in [list(split)[-1]]])
     headers = ["model", "queries", *(f"R{r}" for r in RANKS), "mAP", "train min"]
     table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
-    print(f"\nMLR-VIPeR, splits {args.splits}, single-shot ({cfg.test.single_shot_trials} trials), mean ± std over splits")
+    protocol = (f"validation identities ({VALIDATION_IDS} held out of each split's training identities)"
+                if args.validation else "test identities")
+    print(f"\nMLR-VIPeR {protocol}, splits {args.splits}, single-shot ({cfg.test.single_shot_trials} trials), mean ± std over splits")
     print(table)
     print(f"DI-REID train time / baseline train time: {ratio:.2f}x")
     with open(os.path.join(cfg.data.save_dir, "benchmark.json"), "w") as f:

@@ -23,3 +23,17 @@ DATASETS = {
 }
 # mlr_<stock> / lowlight_<stock> for torchreid's datasets; the dedicated entries above keep their names.
 DATASETS.update(wrapper_datasets(taken=DATASETS))
+# <name>_val: the same protocol on held-out training identities of each split (model selection
+# without the test identities; splits.validation_split), sized like MLR-CUHK03's test set.
+VALIDATION_IDS = 100
+DATASETS.update({f"{name}_val": functools.partial(DATASETS[name], validation_ids=VALIDATION_IDS)
+                 for name in ("mlr_viper", "mlr_viper_clean", "mlr_cuhk03")})
+
+
+def validation_name(name):
+    """The registered validation variant of dataset ``name``."""
+    if f"{name}_val" not in DATASETS:
+        raise ValueError(f"dataset '{name}' has no validation variant '{name}_val'; "
+                         f"those registered are {sorted(n for n in DATASETS if n.endswith('_val'))}")
+    return f"{name}_val"
+

@@ -20,6 +20,7 @@ LR_FACTORS = (2, 3, 4)
 # Independent random streams per seed, so e.g. changing the number of splits keeps the factors.
 SPLIT_STREAM = 0
 DEGRADE_STREAM = 1
+VALIDATION_STREAM = 2
 
 
 class RawDataError(FileNotFoundError):

@@ -139,7 +139,7 @@ def _test_node():
 
 def _engine_node():
     node = CN()
-    # "auto" follows loss.name (torchreid's softmax / triplet engines); plugin engines: ddgan, dfen.
+    # "auto": the plugin model's own engine (ddgan, dfen), else loss.name's (torchreid's softmax / triplet).
     node.name = "auto"
     node.amp = True  # mixed precision, used only where the device supports it (CUDA)
     node.channels_last = False
@@ -362,6 +362,10 @@ def _decode_value(raw):
 
 
 def _opts_to_dict(opts):
+    options = [x for x in opts if str(x).startswith("--")]  # no key or value starts with "--"
+    if options:
+        raise ConfigError(f"{options[0]} comes after the KEY VALUE overrides, where it would be read as one; "
+                          f"put command options before the first KEY VALUE pair")
     if len(opts) % 2:
         raise ConfigError(f"command-line overrides must come in KEY VALUE pairs, got {opts}")
     data = {}

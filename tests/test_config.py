@@ -36,6 +36,14 @@ def test_unknown_key_names_the_key(tmp_path):
         load_config(None, ["ddgan.typo", "1"])
 
 
+def test_an_option_after_the_overrides_is_named_not_read_as_a_key():
+    with pytest.raises(ConfigError, match=r"--validation comes after the KEY VALUE overrides.*before the first"):
+        load_config(None, ["train.max_epoch", "2", "--validation"])
+    with pytest.raises(ConfigError, match=r"--splits comes after"):
+        load_config(None, ["train.max_epoch", "2", "--splits", "0"])
+    assert load_config(None, ["train.lr", "-1e-3"]).train.lr == pytest.approx(-1e-3)  # a negative value is no option
+
+
 def test_wrong_type_names_the_key():
     with pytest.raises(ConfigError, match=r"train\.max_epoch"):
         load_config(None, ["train.max_epoch", "ten"])

@@ -268,3 +268,37 @@ def test_resample_replay_lowers_detail_with_seeded_factors():
     # Down-and-up sampling removes the high frequencies of a noise image: neighbouring pixels agree more.
     detail = lambda t: (t[..., 1:, :] - t[..., :-1, :]).abs().mean()
     assert detail(a) < 0.6 * detail(x)
+
+
+def test_resume_continues_the_resample_replay_stream_and_matches_an_uninterrupted_run(cache, tmp_path, stage1,
+                                                                                       osnet_msmt17_weights):
+    from direid_plugin.cli import train as cli_train
+
+    def train(save_dir, epochs, *extra):
+        cli_train.main(["--config-file", OFFICIAL, *_opts(save_dir, stage1[0], osnet_msmt17_weights,
+                                                          "dfen.memory_replay", "resample", "train.max_epoch", str(epochs),
+                                                          "test.eval_freq", "1", "test.single_shot_trials", "1", *extra)])
+        return torch.load(save_dir / "run" / "model" / f"model.pth.tar-{epochs}", weights_only=True)
+
+    uninterrupted = train(tmp_path / "reference", 2)
+    first = train(tmp_path / "interrupted", 1)
+    assert "replay_rng" in first and "scaler" in first
+    resumed = train(tmp_path / "interrupted", 2, "model.resume", "auto")
+    unequal = [k for k, v in uninterrupted["state_dict"].items() if not torch.equal(v, resumed["state_dict"][k])]
+    assert unequal == []
+    assert resumed["replay_rng"] == uninterrupted["replay_rng"] != first["replay_rng"]
+
+
+def test_engine_auto_picks_the_plugin_models_engine_and_a_mismatch_is_a_config_error(cache, tmp_path, stage1,
+                                                                                     osnet_msmt17_weights):
+    from direid_plugin.config import ConfigError
+    from direid_plugin.engines.builder import engine_name
+
+    assert engine_name(load_config(OFFICIAL, ["engine.name", "auto", "loss.name", "softmax"])) == "dfen"
+    assert engine_name(load_config(None, ["model.name", "ddgan", "loss.name", "triplet"])) == "ddgan"
+    assert engine_name(load_config(None, ["model.name", "osnet_x0_25", "loss.name", "triplet"])) == "triplet"
+    opts = _opts(tmp_path, stage1[0], osnet_msmt17_weights, "train.max_epoch", "1")
+    with pytest.raises(ConfigError, match="model.name 'dfen' trains with engine 'dfen', not 'softmax'"):
+        run.train(load_config(OFFICIAL, opts + ["engine.name", "softmax"]))
+    with pytest.raises(ConfigError, match="engine 'dfen' trains model.name 'dfen', not 'osnet_x0_25'"):
+        run.train(load_config(OFFICIAL, opts + ["model.name", "osnet_x0_25"]))

@@ -82,8 +82,25 @@ ENGINE_BUILDERS = {"softmax": _softmax_engine, "triplet": _triplet_engine, "ddga
                    "dfen": _dfen_engine}
 
 
+# Plugin models that train only with their own engine; ``auto`` picks it for them.
+MODEL_ENGINES = {"ddgan": "ddgan", "dfen": "dfen"}
+
+
 def engine_name(cfg):
-    return cfg.loss.name if cfg.engine.name == "auto" else cfg.engine.name
+    """``engine.name``, with ``auto`` resolved: the model's own engine, else ``loss.name``'s."""
+    if cfg.engine.name == "auto":
+        return MODEL_ENGINES.get(cfg.model.name, cfg.loss.name)
+    return cfg.engine.name
+
+
+def check_model_engine(model, engine):
+    """A plugin model needs its own engine, and a plugin engine trains only its own model."""
+    needed = MODEL_ENGINES.get(model)
+    if needed is not None and engine != needed:
+        raise ConfigError(f"engine.name: model.name '{model}' trains with engine '{needed}', not '{engine}'; "
+                          f"set engine.name {needed} (or auto)")
+    if engine in MODEL_ENGINES.values() and needed is None:
+        raise ConfigError(f"engine.name: engine '{engine}' trains model.name '{engine}', not '{model}'")
 
 
 def build_engine(cfg, datamanager, model, use_gpu):
@@ -91,6 +108,7 @@ def build_engine(cfg, datamanager, model, use_gpu):
     name = engine_name(cfg)
     if name not in ENGINE_BUILDERS:
         raise ConfigError(f"engine.name: unknown engine '{name}'; choose one of {sorted(ENGINE_BUILDERS)}")
+    check_model_engine(cfg.model.name, name)
     check_evaluation_settings(cfg.test.evaluator, cfg.test.protocol, ("test.evaluator", "test.protocol"), ConfigError)
     engine = ENGINE_BUILDERS[name](cfg, datamanager, model, use_gpu)
     engine.evaluator = cfg.test.evaluator

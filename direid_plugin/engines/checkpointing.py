@@ -4,7 +4,9 @@ Layout (torchreid's): ``<save_dir>/<registered model name>/model.pth.tar-<epoch>
 ``state_dict``, ``epoch``, ``rank1``, ``optimizer`` and ``scheduler``, so torchreid's own
 ``load_checkpoint`` / ``resume_from_checkpoint`` / ``load_pretrained_weights`` read them. The
 plugin adds ``rng`` (exact resume) and omits optimizer/scheduler entries that are None (torchreid
-0.2.5 calls ``.state_dict()`` on them unconditionally and crashes).
+0.2.5 calls ``.state_dict()`` on them unconditionally and crashes). Engines with training state
+of their own (an AMP scaler, a private random stream) add it through ``checkpoint_extras()`` and
+take it back in ``load_checkpoint_extras(state)``.
 """
 import glob
 import os
@@ -32,6 +34,8 @@ def save_model(self, epoch, rank1, save_dir, is_best=False):
             state["optimizer"] = self._optims[name].state_dict()
         if self._scheds.get(name) is not None:
             state["scheduler"] = self._scheds[name].state_dict()
+        if hasattr(self, "checkpoint_extras"):
+            state.update(self.checkpoint_extras())
         path = osp.join(save_dir, name, f"{CHECKPOINT_PREFIX}{epoch + 1}")
         save_checkpoint(state, path, keep_last=getattr(self, "keep_last", 0))
         print(f'Checkpoint saved to "{path}"')
@@ -72,6 +76,8 @@ def resume_engine(engine, resume, save_dir):
             engine._scheds[name].load_state_dict(state["scheduler"])
         if "rng" in state:
             restore_rng_state(state["rng"])
+        if hasattr(engine, "load_checkpoint_extras"):
+            engine.load_checkpoint_extras(state)
         start_epoch = state["epoch"]
         print(f'=> Resumed "{name}" from "{path}" (next epoch {start_epoch + 1})')
     return start_epoch

@@ -44,7 +44,9 @@ class DFENEngine(ImageTripletEngine):
                          use_gpu=self.device.type == "cuda", label_smooth=self.opt.label_smooth)
         self.amp = bool(cfg.engine.amp) and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.replay = None
+        # resample needs no stage-1 model, so it exists from the start and a resume can restore its stream
+        resample = self.opt.memory_replay == "resample"
+        self.replay = ResampleReplay(cfg.degradation.resolution_range, cfg.train.seed) if resample else None
         self._prepared = False
 
     def _autocast(self):
@@ -63,15 +65,26 @@ class DFENEngine(ImageTripletEngine):
             raise ValueError(f"dfen.ddgan_checkpoint is empty, but {', '.join(needs)} need(s) the stage-1 DDGAN "
                              "checkpoint (<stage-1 save_dir>/ddgan/model.pth.tar-<iteration>): train stage 1 first "
                              "(engine.name ddgan) or switch these off")
-        if o.memory_replay == "resample":
-            self.replay = ResampleReplay(self.cfg.degradation.resolution_range, self.cfg.train.seed)
-        elif o.memory_replay != "none":
+        if o.memory_replay in ("bank", "shuffle"):
             self.replay = MemoryReplay.from_config(self.cfg).to(self.device)
             if o.memory_replay == "bank":
                 dm = self.datamanager
                 self.replay.build_bank(dm.train_loader.dataset.train, dm.transform_te, self.cfg.test.batch_size,
                                        self.cfg.data.workers, self.cfg.engine.progress)
         self._prepared = True
+
+    def checkpoint_extras(self):
+        """Training state beyond torchreid's layout (engines/checkpointing.py): exact resume."""
+        extras = {"scaler": self.scaler.state_dict()}
+        if isinstance(self.replay, ResampleReplay):
+            extras["replay_rng"] = self.replay.rng_state()
+        return extras
+
+    def load_checkpoint_extras(self, state):
+        if "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        if "replay_rng" in state and isinstance(self.replay, ResampleReplay):
+            self.replay.set_rng_state(state["replay_rng"])
 
     def train(self, *args, **kwargs):
         self.prepare_training()

@@ -8,6 +8,8 @@ uniformly, with replacement, from the bank. ``shuffle``: the batch's own codes, 
 (down-sampling by U[degradation.resolution_range], then back up) - the CPU-budget stand-in: the
 decoder pass of ``bank`` costs several times the DFEN step at 256x128.
 """
+import json
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -113,6 +115,13 @@ class ResampleReplay(nn.Module):
         super().__init__()
         self.low, self.high = float(factor_range[0]), float(factor_range[1])
         self.rng = np.random.default_rng(seed)
+
+    def rng_state(self):
+        """The factor stream's position, as a string (weights-only-loadable, unlike its 128-bit ints)."""
+        return json.dumps(self.rng.bit_generator.state)
+
+    def set_rng_state(self, state):
+        self.rng.bit_generator.state = json.loads(state)
 
     @torch.no_grad()
     def augment(self, x):

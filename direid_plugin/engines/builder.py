@@ -82,24 +82,23 @@ ENGINE_BUILDERS = {"softmax": _softmax_engine, "triplet": _triplet_engine, "ddga
                    "dfen": _dfen_engine}
 
 
-# Plugin models that train only with their own engine; ``auto`` picks it for them.
-MODEL_ENGINES = {"ddgan": "ddgan", "dfen": "dfen"}
+# Plugin models that train only with the engine of the same name; ``auto`` picks it for them.
+OWN_ENGINE_MODELS = ("ddgan", "dfen")
 
 
 def engine_name(cfg):
     """``engine.name``, with ``auto`` resolved: the model's own engine, else ``loss.name``'s."""
     if cfg.engine.name == "auto":
-        return MODEL_ENGINES.get(cfg.model.name, cfg.loss.name)
+        return cfg.model.name if cfg.model.name in OWN_ENGINE_MODELS else cfg.loss.name
     return cfg.engine.name
 
 
 def check_model_engine(model, engine):
     """A plugin model needs its own engine, and a plugin engine trains only its own model."""
-    needed = MODEL_ENGINES.get(model)
-    if needed is not None and engine != needed:
-        raise ConfigError(f"engine.name: model.name '{model}' trains with engine '{needed}', not '{engine}'; "
-                          f"set engine.name {needed} (or auto)")
-    if engine in MODEL_ENGINES.values() and needed is None:
+    if model in OWN_ENGINE_MODELS and engine != model:
+        raise ConfigError(f"engine.name: model.name '{model}' trains with engine '{model}', not '{engine}'; "
+                          f"set engine.name {model} (or auto)")
+    if engine in OWN_ENGINE_MODELS and model != engine:
         raise ConfigError(f"engine.name: engine '{engine}' trains model.name '{engine}', not '{model}'")
 
 

@@ -48,11 +48,11 @@ def validation_split(record, split_id, num_ids):
     for _, pid, camid in record["images"]:
         (seen_lr if camid in lr_camids else seen_hr).add(pid)
     testable = [pid for pid in train if pid in seen_lr and pid in seen_hr]
-    if not 0 < num_ids < len(train) or num_ids > len(testable):
-        raise ValueError(f"validation_ids={num_ids}: split {split_id} has {len(train)} training identities, "
-                         f"{len(testable)} of them with both LR and HR images; ask for fewer")
-    seed = record["params"]["seed"]
-    return identity_splits(train, num_ids, 1, seed, testable, stream=(VALIDATION_STREAM, split_id))[0]
+    try:
+        return identity_splits(train, num_ids, 1, record["params"]["seed"], testable,
+                               stream=(VALIDATION_STREAM, split_id))[0]
+    except ValueError as e:  # too many asked for
+        raise ValueError(f"validation_ids={num_ids}: split {split_id} has {len(train)} training identities; {e}") from None
 
 
 def protocol_lists(record, folder, split_id, validation_ids=0):

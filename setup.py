@@ -51,6 +51,7 @@ setup(
             "direid-pipeline=direid_plugin.cli.pipeline:main",
             "direid-visualize=direid_plugin.cli.visualize:main",
             "direid-export-onnx=direid_plugin.cli.export_onnx:main",
+            "direid-evaluate-stage1=direid_plugin.cli.evaluate_stage1:main",
         ]
     },
 )

@@ -6,7 +6,8 @@ Plugin nodes (``engine``, ``degradation``, ``ddgan``, ``dfen``) are typed: a typ
 value type is an error that names the key. One function builds each node, so each subsystem
 owns its block.
 
-YAML files may name a parent with ``_BASE_: relative/path.yaml``; the parent is merged first.
+YAML files may name a parent with ``_BASE_: relative/path.yaml``, or several with a list (merged in
+order, a later parent overriding an earlier one); the parents are merged first, then the file.
 """
 import ast
 import os
@@ -177,8 +178,15 @@ def _ddgan_node():
     node.backbone = "osnet_x0_25"  # the paper's is resnet50; osnet_x0_25 is the CPU-friendly one
     node.backbone_weights = ""  # torchreid-format Re-ID/ImageNet weights for the trunk, loaded non-strictly
     node.feat_inv_dim = 2048  # f_inv width
-    node.content_dim = 128  # content map channels (at 1/4 resolution)
+    # Cost knobs: the official architecture by default; configs/ddgan/ddgan_cpu.yaml narrows them.
+    # content map channels (at 1/4 resolution); also the width of E_c's content branch (half of it)
+    # and of the decoder (halved by each up-sampling)
+    node.content_dim = 128
     node.code_dim = 128  # degradation code width
+    node.deg_encoder_dim = 64  # E_d / E'_d trunk width (its convolutions have 1, 1, 2, 4, 4, 4 times this)
+    node.adain_mlp_dim = 512  # hidden width of the decoder's 8 AdaIN MLPs
+    node.upsample_kernel = 5  # kernel size of the decoder's two up-sampling convolutions (odd)
+    node.dis_dim = 32  # D_r / D_d width (first convolutions; residual blocks at twice that)
     node.dr_scales = 3  # D_r scales
     node.dd_scales = 1  # D_d scales: 1 for resolution-only degradation (official), 3 otherwise
     node.multi_scale = True  # False: Table-3 "w/o multi-scale" (last trunk level only)
@@ -191,6 +199,9 @@ def _ddgan_node():
     # Loss forms.
     node.gan_type = "lsgan"  # lsgan (official code) | nsgan (paper Eq. 4, 7)
     node.grad_penalty = 0.01  # R1-style penalty weight on real images
+    # Lazy penalty (StyleGAN2's R1 practice): applied on every k-th D step of each iteration kind
+    # (self / real) with its weight multiplied by k, so its average weight is unchanged. 1 = every step.
+    node.grad_penalty_every = 1
     node.rank_margin = 1.0
     node.pixel_loss = "l1"  # l1 | smooth_l1 | l2
     _ddgan_training_keys(node)
@@ -296,7 +307,7 @@ def get_default_config():
 
 
 def _read_yaml(path, seen=()):
-    """Read a YAML file and fold in its ``_BASE_`` chain (parent first)."""
+    """Read a YAML file and fold in its ``_BASE_`` chain (parents first)."""
     path = os.path.abspath(path)
     if path in seen:
         raise ConfigError(f"{path}: _BASE_ inheritance forms a cycle through {list(seen)}")
@@ -312,8 +323,10 @@ def _read_yaml(path, seen=()):
     base = data.pop("_BASE_", None)
     if base is None:
         return data
-    parent = _read_yaml(os.path.join(os.path.dirname(path), base), seen + (path,))
-    return _deep_merge(parent, data)
+    merged = {}
+    for parent in [base] if isinstance(base, str) else base:  # a list: merged in order, later ones win
+        merged = _deep_merge(merged, _read_yaml(os.path.join(os.path.dirname(path), parent), seen + (path,)))
+    return _deep_merge(merged, data)
 
 
 def _deep_merge(base, override):

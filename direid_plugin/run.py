@@ -202,6 +202,8 @@ def train(cfg):
         start_epoch = resume_engine(engine, cfg.model.resume, cfg.data.save_dir) if cfg.model.resume else cfg.train.start_epoch
         kwargs = _run_kwargs(cfg)
         kwargs.update(visrank=False)  # torchreid only draws ranked lists in test-only runs
+        # torchreid prints every print_freq batches: with fewer batches per epoch it would print nothing.
+        kwargs.update(print_freq=min(cfg.train.print_freq, max(1, len(engine.train_loader))))
         engine.run(max_epoch=cfg.train.max_epoch, start_epoch=start_epoch, **kwargs)
         write_results(cfg, engine, f"{cfg.model.name} ({engine_name(cfg)})")
         report_skipped_images(engine.datamanager, cfg.data.save_dir)

@@ -1,5 +1,7 @@
 """Shared test fixtures: where the real data lives, and tiny scratch roots."""
+import glob
 import os
+import shutil
 
 import pytest
 
@@ -25,6 +27,22 @@ def viper_root():
     """A torchreid data root holding viper/VIPeR/{cam_a,cam_b}."""
     shared_path("viper", "VIPeR", "cam_a")
     return os.path.join(SHARED_DATA, "viper")
+
+
+TINY_VIPER_IDENTITIES = 8  # MLR-VIPeR halves them: 4 train, 4 test identities (4 LR queries, 4 HR gallery images)
+
+
+@pytest.fixture
+def mlr_root(viper_root, tmp_path, monkeypatch):
+    """A data root with the first TINY_VIPER_IDENTITIES real VIPeR identities, in torchreid's layout,
+    and a private dataset cache."""
+    monkeypatch.setenv("DIREID_CACHE", str(tmp_path / "cache"))
+    for camera in ("cam_a", "cam_b"):
+        target = tmp_path / "data" / "viper" / "VIPeR" / camera
+        target.mkdir(parents=True)
+        for path in sorted(glob.glob(os.path.join(viper_root, "VIPeR", camera, "*.bmp")))[:TINY_VIPER_IDENTITIES]:
+            shutil.copy(path, target)
+    return tmp_path / "data"
 
 
 @pytest.fixture

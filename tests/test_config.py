@@ -79,3 +79,11 @@ def test_every_shipped_config_loads():
     assert files
     for path in files:
         load_config(path)
+
+
+def test_several_bases_merge_in_order(tmp_path):
+    _write(tmp_path / "a.yaml", "train:\n  max_epoch: 3\n  lr: 0.1\nddgan:\n  dis_dim: 8\n")
+    _write(tmp_path / "b.yaml", "train:\n  max_epoch: 5\n")
+    child = _write(tmp_path / "child.yaml", "_BASE_: [a.yaml, b.yaml]\ntrain:\n  lr: 0.2\n")
+    cfg = load_config(str(child))
+    assert (cfg.train.max_epoch, cfg.train.lr, cfg.ddgan.dis_dim) == (5, 0.2, 8)  # b over a, the file over both

@@ -82,7 +82,8 @@ def test_each_loss_term_reaches_only_its_modules(cache, tmp_path, self_iteration
     for kind in ("D", "G"):
         model.zero_grad(set_to_none=True)
         out = engine.trainer._forward(x_a, x_b, synthetic_b=self_iteration)
-        _, terms = (engine.trainer._d_loss(x_a, x_b, out, self_iteration, None) if kind == "D"
+        gp = engine.cfg.ddgan.grad_penalty
+        _, terms = (engine.trainer._d_loss(x_a, x_b, out, self_iteration, None, gp) if kind == "D"
                     else engine.trainer._g_loss(x_a, x_b, out, self_iteration, None, pids))
         for name, value in terms.items():
             model.zero_grad(set_to_none=True)
@@ -99,7 +100,7 @@ def test_d_step_leaves_generator_untouched_and_g_step_leaves_discriminators(cach
     model, data = engine.model, _batch(engine)
     out = engine.trainer._forward(data["hr"], data["deg"], synthetic_b=True)
     snapshot = {k: v.clone() for k, v in model.state_dict().items()}
-    d_loss, _ = engine.trainer._d_loss(data["hr"], data["deg"], out, True, None)
+    d_loss, _ = engine.trainer._d_loss(data["hr"], data["deg"], out, True, None, engine.cfg.ddgan.grad_penalty)
     engine.trainer._step(d_loss, engine.trainer.optimizer_d, "discriminator")
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, snapshot[k])}
     assert changed and all(k.startswith(("real_discriminator.", "degradation_discriminator.")) for k in changed)

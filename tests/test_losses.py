@@ -96,8 +96,25 @@ def test_discriminator_loss_trains_only_the_discriminator(images):
 def test_generator_loss_reaches_the_generator(images):
     generator = nn.Conv2d(3, 3, 1)
     dis = MultiScaleDiscriminator(1)
-    generator_loss(dis, generator(images), 1.0, "nsgan").backward()
+    generator_loss(dis, [generator(images)], [1.0], "nsgan").backward()
     assert generator.weight.grad is not None and generator.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("gan_type", ["lsgan", "nsgan"])
+def test_batched_discriminator_calls_give_the_separate_calls_losses(images, gan_type):
+    """D goes through one batched call for several image batches (a CPU saving); D has no
+    batch-dependent layer, so the losses are those of one call per batch."""
+    torch.manual_seed(1)
+    dis = MultiScaleDiscriminator(2).double()
+    fake_a, fake_b, real = (torch.randn(2, 3, 64, 32, dtype=torch.float64) for _ in range(3))
+    separate = g_adversarial(dis(fake_a), 0.0, gan_type) + g_adversarial(dis(fake_b), 1.0, gan_type)
+    assert generator_loss(dis, [fake_a, fake_b], [0.0, 1.0], gan_type).item() == pytest.approx(separate.item(), rel=1e-12)
+    no_gp = discriminator_loss(dis, fake_a, real, gan_type, gp_weight=0.0)
+    assert no_gp.item() == pytest.approx(d_adversarial(dis(fake_a), dis(real), gan_type).item(), rel=1e-12)
+    ranking = ranking_g_loss(dis, fake_a, fake_b, margin=1.0)
+    assert ranking.item() == pytest.approx(margin_ranking(dis(fake_a), dis(fake_b), 1.0).item(), rel=1e-12)
+    with pytest.raises(ValueError):  # one target per batch of fakes
+        generator_loss(dis, [fake_a, fake_b], [1.0], gan_type)
 
 
 # ---- ranking -----------------------------------------------------------------------------------

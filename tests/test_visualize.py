@@ -1,7 +1,6 @@
 """tools/visualize.py on real VIPeR images: swap, replay, ranked and space pictures, and their layouts."""
 import glob
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -9,6 +8,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from conftest import TINY_VIPER_IDENTITIES
 from direid_plugin.checkpoint import save_checkpoint
 from direid_plugin.cli import visualize as cli_visualize
 from direid_plugin.config import load_config
@@ -22,22 +22,10 @@ from direid_plugin.visualize.grids import BLUE, GREEN, PAD, RED, caption_height,
 from direid_plugin.visualize.ranked import top_matches
 from direid_plugin.visualize.space import DPI, FIGSIZE, degradation_codes, save_space_plot
 
-IDENTITIES = 8  # MLR-VIPeR halves them: 4 train, 4 test identities (4 LR queries, 4 HR gallery images)
+IDENTITIES = TINY_VIPER_IDENTITIES  # MLR-VIPeR halves them: 4 train, 4 test identities
 HEIGHT, WIDTH = 64, 32
 FEAT_INV = 16
 TILE_W, TILE_H = WIDTH + 2 * PAD, HEIGHT + 2 * PAD + caption_height(WIDTH)
-
-
-@pytest.fixture
-def mlr_root(viper_root, tmp_path, monkeypatch):
-    """A data root with the first real VIPeR identities, in torchreid's layout, and a private cache."""
-    monkeypatch.setenv("DIREID_CACHE", str(tmp_path / "cache"))
-    for camera in ("cam_a", "cam_b"):
-        target = tmp_path / "data" / "viper" / "VIPeR" / camera
-        target.mkdir(parents=True)
-        for path in sorted(glob.glob(os.path.join(viper_root, "VIPeR", camera, "*.bmp")))[:IDENTITIES]:
-            shutil.copy(path, target)
-    return tmp_path / "data"
 
 
 def _opts(root, tmp_path, *extra):

@@ -100,6 +100,12 @@ class DDGANEngine(Engine):
         print(f'=> Resumed stage 1 from "{path}" at iteration {self.iteration}')
         return self.iteration
 
+    def _print_progress(self, summary, start, first):
+        per_iteration = (time.time() - start) / max(1, self.iteration - first)
+        remaining = (self.cfg.ddgan.max_iter - self.iteration) * per_iteration
+        print(f"stage 1 iteration {self.iteration}/{self.cfg.ddgan.max_iter}  D {summary['D_total']:.3f}  "
+              f"G {summary['G_total']:.3f}  {per_iteration:.2f} s/it  eta {remaining / 60:.0f} min", flush=True)
+
     def save_images(self, save_dir):
         x_a, x_b, out = self.trainer.last_outputs
         return save_grid(
@@ -122,7 +128,7 @@ class DDGANEngine(Engine):
         stream = iter(self.pairs)
         bar = tqdm(total=o.max_iter, initial=self.iteration, desc="stage 1 (DDGAN)",
                    disable=not self.cfg.engine.progress, dynamic_ncols=True)
-        start = time.time()
+        start, first = time.time(), self.iteration
         while self.iteration < o.max_iter:
             summary = self.forward_backward(next(stream))
             bar.update(1)
@@ -131,6 +137,8 @@ class DDGANEngine(Engine):
                     self.writer.add_scalar(f"Train/{name}", value, self.iteration)
                 self.writer.add_scalar("Train/lr", self.trainer.optimizer.param_groups[0]["lr"], self.iteration)
                 bar.set_postfix(G=f"{summary['G_total']:.3f}", D=f"{summary['D_total']:.3f}")
+                if bar.disable:  # no bar (engine.progress False, e.g. a log file): one line instead
+                    self._print_progress(summary, start, first)
             if o.image_freq > 0 and (self.iteration % o.image_freq == 0 or self.iteration == o.max_iter):
                 self.save_images(save_dir)
             if o.checkpoint_freq > 0 and self.iteration % o.checkpoint_freq == 0:

@@ -66,14 +66,14 @@ class MemoryReplay(nn.Module):
     """
 
     def __init__(self, mode, checkpoint, backbone="osnet_x0_25", feat_inv_dim=2048, content_dim=128, code_dim=128,
-                 multi_scale=True):
+                 multi_scale=True, deg_encoder_dim=64, adain_mlp_dim=512, upsample_kernel=5):
         super().__init__()
         self.mode = check_mode(mode, ("bank", "shuffle"))
         self.content_encoder = ContentEncoder(1, backbone, feat_inv_dim=feat_inv_dim, content_dim=content_dim,
                                               multi_scale=multi_scale)
         self.content_encoder.classifier = None  # only the content map is used
-        self.degradation_encoder = DegradationEncoder(code_dim)
-        self.decoder = AdaINDecoder(content_dim, code_dim)
+        self.degradation_encoder = DegradationEncoder(code_dim, width=deg_encoder_dim)
+        self.decoder = AdaINDecoder(content_dim, code_dim, adain_mlp_dim, upsample_kernel)
         load_stage1(checkpoint, {"content_encoder.trunk": self.content_encoder.trunk,
                                  "content_encoder.head": self.content_encoder.head,
                                  "degradation_encoder": self.degradation_encoder, "decoder": self.decoder})
@@ -85,7 +85,7 @@ class MemoryReplay(nn.Module):
     def from_config(cls, cfg):
         d = cfg.ddgan
         return cls(cfg.dfen.memory_replay, cfg.dfen.ddgan_checkpoint, d.backbone, d.feat_inv_dim, d.content_dim,
-                   d.code_dim, d.multi_scale)
+                   d.code_dim, d.multi_scale, d.deg_encoder_dim, d.adain_mlp_dim, d.upsample_kernel)
 
     def train(self, mode=True):
         return super().train(False)

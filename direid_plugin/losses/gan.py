@@ -11,6 +11,8 @@ A target t other than 1 is used by the official binary D_d on real LR/HR pairs (
 import torch
 import torch.nn.functional as F
 
+from direid_plugin.profiling import section
+
 GAN_TYPES = ("lsgan", "nsgan")
 
 
@@ -60,24 +62,38 @@ def gradient_penalty(outputs, inputs):
     return _mean_over_scales(values)
 
 
-def penalised(dis, anchor, gp_weight, loss_of_outputs):
-    """``loss_of_outputs(dis(anchor))`` + ``gp_weight`` x gradient penalty at ``anchor``.
+def outputs_of(dis, *images):
+    """D's outputs (a list over scales) for each image batch, from one batched call. Exact because D
+    has no batch-dependent layer; on a CPU much of D's cost is per call."""
+    outputs = dis(torch.cat(images))
+    sizes = [len(x) for x in images]
+    return [list(parts) for parts in zip(*(out.split(sizes) for out in outputs))]
 
-    ``anchor`` is detached first (a D step trains only D); it needs grad only for the penalty.
+
+def penalised(dis, other, anchor, gp_weight, loss_of_outputs):
+    """``loss_of_outputs(dis(other), dis(anchor))`` + ``gp_weight`` x gradient penalty at ``anchor``.
+
+    Both images are detached first (a D step trains only D). Without a penalty they go through D
+    in one batched call (``outputs_of``); with one, ``anchor`` needs its own graph for the penalty.
     """
-    anchor = anchor.detach().requires_grad_(gp_weight > 0)
-    outputs = dis(anchor)
-    loss = loss_of_outputs(outputs)
+    other, anchor = other.detach(), anchor.detach()
     if gp_weight > 0:
-        loss = loss + gp_weight * gradient_penalty(outputs, anchor)
-    return loss
+        anchor.requires_grad_(True)
+        anchor_outputs = dis(anchor)
+        loss = loss_of_outputs(dis(other), anchor_outputs)
+        with section("gradient penalty"):
+            return loss + gp_weight * gradient_penalty(anchor_outputs, anchor)
+    return loss_of_outputs(*outputs_of(dis, other, anchor))
 
 
 def discriminator_loss(dis, fake, real, gan_type="lsgan", gp_weight=0.01):
     """D-step loss on detached images: adversarial term + ``gp_weight`` x penalty on the reals."""
-    return penalised(dis, real, gp_weight, lambda real_outputs: d_adversarial(dis(fake.detach()), real_outputs, gan_type))
+    return penalised(dis, fake, real, gp_weight, lambda fake_outputs, real_outputs: d_adversarial(
+        fake_outputs, real_outputs, gan_type))
 
 
-def generator_loss(dis, fake, target=1.0, gan_type="lsgan"):
-    """G-step loss: gradients reach the generator through ``fake``; the caller steps only G's optimiser."""
-    return g_adversarial(dis(fake), target, gan_type)
+def generator_loss(dis, fakes, targets, gan_type="lsgan"):
+    """G-step loss, summed over the ``fakes`` batches, each pushed towards its target in ``targets``
+    (one batched D call). Gradients reach the generator through the fakes; the caller steps only G."""
+    return sum(g_adversarial(outputs, target, gan_type) for outputs, target in zip(outputs_of(dis, *fakes), targets,
+                                                                                   strict=True))

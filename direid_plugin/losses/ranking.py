@@ -12,7 +12,7 @@ higher-quality partners. Pairs are passed already ordered as (lower, higher); ``
 """
 import torch
 
-from direid_plugin.losses.gan import penalised
+from direid_plugin.losses.gan import outputs_of, penalised
 from direid_plugin.models.discriminator import patch_scores
 
 
@@ -42,9 +42,10 @@ def ranking_d_loss(dis, lower, higher, margin=1.0, gp_weight=0.01):
     For unpaired real pairs ordered by ``rank_label`` this penalises whichever image D_d ranks
     higher; the official code always penalises its second argument (x_a), whatever the label.
     """
-    return penalised(dis, higher, gp_weight, lambda higher_outputs: margin_ranking(dis(lower.detach()), higher_outputs, margin))
+    return penalised(dis, lower, higher, gp_weight, lambda lower_outputs, higher_outputs: margin_ranking(
+        lower_outputs, higher_outputs, margin))
 
 
 def ranking_g_loss(dis, lower, higher, margin=1.0):
     """G-step ranking (no penalty): gradients reach whichever images carry a graph."""
-    return margin_ranking(dis(lower), dis(higher), margin)
+    return margin_ranking(*outputs_of(dis, lower, higher), margin)

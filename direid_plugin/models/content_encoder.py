@@ -5,11 +5,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from direid_plugin.profiling import section
 from direid_plugin.models.backbones import build_trunk
 from direid_plugin.models.blocks import ASPP, ClassBlock, Conv2dBlock, LiteResBlock, UpsampleBlock, weights_init
 
 CONTENT_STRIDE = 4  # the content map is at 1/4 of the input resolution
-BRANCH_WIDTH = 64  # per-level width of the content branch before fusion
 
 
 class ContentHead(nn.Module):
@@ -17,8 +17,9 @@ class ContentHead(nn.Module):
 
     Level 0 goes through ASPP and a 2x2 max-pool (stride 2 -> 4). Each used level has one shared
     invariance LiteResBlock, then:
-    - content branch: upsample to 1/4 (x1, x2, x4 for strides 4, 8, 16), conv3x3 -> 64 (BN, LReLU),
-      concatenate, 1x1 conv -> ``content_dim`` (IN, LReLU);
+    - content branch: upsample to 1/4 (x1, x2, x4 for strides 4, 8, 16), conv3x3 -> ``content_dim / 2``
+      (BN, LReLU; 64 in the official code, whose content_dim is 128), concatenate, 1x1 conv ->
+      ``content_dim`` (IN, LReLU);
     - identity branch: two LiteResBlocks, global average pool, concatenate, 1x1 conv ->
       ``feat_inv_dim`` (BN, LReLU), flattened to f_inv.
 
@@ -35,11 +36,12 @@ class ContentHead(nn.Module):
         strides = [CONTENT_STRIDE if i == 0 else level_strides[i] for i in self.used_levels]
 
         self.invariance = nn.ModuleList(LiteResBlock(d) for d in widths)
+        branch_width = content_dim // 2
         self.content_branch = nn.ModuleList(
-            UpsampleBlock(Conv2dBlock(d, BRANCH_WIDTH, 3, 1, 1, norm="bn", activation="lrelu"), s // CONTENT_STRIDE)
+            UpsampleBlock(Conv2dBlock(d, branch_width, 3, 1, 1, norm="bn", activation="lrelu"), s // CONTENT_STRIDE)
             for d, s in zip(widths, strides)
         )
-        self.content_fuse = Conv2dBlock(BRANCH_WIDTH * len(widths), content_dim, 1, norm="in", activation="lrelu")
+        self.content_fuse = Conv2dBlock(branch_width * len(widths), content_dim, 1, norm="in", activation="lrelu")
         self.identity_branch = nn.ModuleList(nn.Sequential(LiteResBlock(d), LiteResBlock(d)) for d in widths)
         self.identity_fuse = Conv2dBlock(sum(widths), feat_inv_dim, 1, norm="bn", activation="lrelu")
         self.apply(weights_init("kaiming"))
@@ -105,8 +107,18 @@ class ContentEncoder(nn.Module):
 
     def levels(self, x):
         grad_context = torch.no_grad() if self.freeze_trunk else contextlib.nullcontext()
-        with grad_context:
+        with grad_context, section("E_c trunk"):
             return self.trunk(x)
+
+    def levels_of(self, *images):
+        """The trunk levels of each image batch. A trunk in eval mode (``trunk_bn_eval``) maps each image
+        independently of its batch, so the batches go through in one call, which on a CPU costs
+        little more than one of them; in train mode its BatchNorm statistics are per call."""
+        if self.trunk.training:
+            return [self.levels(x) for x in images]
+        sizes = [len(x) for x in images]
+        levels = self.levels(torch.cat(images))
+        return [list(parts) for parts in zip(*(level.split(sizes) for level in levels))]
 
     def forward(self, x):
         """Returns (f_inv, content) from one trunk pass."""

@@ -17,8 +17,9 @@ from direid_plugin.models.identity_encoder import IdentityEncoder
 
 LOSSES = ("softmax", "triplet")
 # Architecture options read from the ``ddgan`` config node (see from_config).
-ARCH_KEYS = ("backbone", "backbone_weights", "feat_inv_dim", "content_dim", "code_dim", "dr_scales",
-             "dd_scales", "multi_scale", "freeze_trunk", "trunk_bn_eval", "eid_name", "eid_weights")
+ARCH_KEYS = ("backbone", "backbone_weights", "feat_inv_dim", "content_dim", "code_dim", "deg_encoder_dim", "adain_mlp_dim",
+             "upsample_kernel", "dis_dim", "dr_scales", "dd_scales", "multi_scale", "freeze_trunk", "trunk_bn_eval",
+             "eid_name", "eid_weights")
 
 
 class DDGAN(nn.Module):
@@ -27,11 +28,17 @@ class DDGAN(nn.Module):
     Modules: ``content_encoder`` (E_c), ``degradation_encoder`` (E_d with heads real/self),
     ``decoder`` (G), ``real_discriminator`` (D_r), ``degradation_discriminator`` (D_d) and
     ``identity_encoder`` (frozen E_id, or None when ``eid_name`` is empty).
+
+    The defaults are the official architecture. The cost knobs (``content_dim``, also the width of
+    E_c's content branch and of the decoder; ``deg_encoder_dim``; ``adain_mlp_dim``;
+    ``upsample_kernel``; ``dis_dim``, ``dr_scales``, ``dd_scales``) make stage 1 affordable on a
+    CPU (configs/ddgan/ddgan_cpu.yaml).
     """
 
     def __init__(self, num_classes, loss="softmax", pretrained=False, backbone="osnet_x0_25", backbone_weights="",
-                 feat_inv_dim=2048, content_dim=128, code_dim=128, dr_scales=3, dd_scales=1, multi_scale=True,
-                 freeze_trunk=True, trunk_bn_eval=False, eid_name="", eid_weights=""):
+                 feat_inv_dim=2048, content_dim=128, code_dim=128, deg_encoder_dim=64, adain_mlp_dim=512, upsample_kernel=5, dis_dim=32,
+                 dr_scales=3, dd_scales=1, multi_scale=True, freeze_trunk=True, trunk_bn_eval=False, eid_name="",
+                 eid_weights=""):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"unsupported loss '{loss}' for ddgan; choose one of {list(LOSSES)}")
@@ -40,10 +47,10 @@ class DDGAN(nn.Module):
             num_classes, backbone, pretrained, backbone_weights, feat_inv_dim, content_dim, multi_scale,
             freeze_trunk, trunk_bn_eval,
         )
-        self.degradation_encoder = DegradationEncoder(code_dim)
-        self.decoder = AdaINDecoder(content_dim, code_dim)
-        self.real_discriminator = MultiScaleDiscriminator(dr_scales)
-        self.degradation_discriminator = MultiScaleDiscriminator(dd_scales)
+        self.degradation_encoder = DegradationEncoder(code_dim, width=deg_encoder_dim)
+        self.decoder = AdaINDecoder(content_dim, code_dim, adain_mlp_dim, upsample_kernel)
+        self.real_discriminator = MultiScaleDiscriminator(dr_scales, width=dis_dim)
+        self.degradation_discriminator = MultiScaleDiscriminator(dd_scales, width=dis_dim)
         self.identity_encoder = IdentityEncoder(eid_name, eid_weights) if eid_name else None
         self.feature_dim = feat_inv_dim
 

@@ -15,15 +15,24 @@ class AdaINDecoder(nn.Module):
     ``scale_mlps[k]`` / ``shift_mlps[k]`` drive both AdaIN layers of residual block k (first half
     of the output to the first layer, second half to the second). Works for any content map of at
     least 2 x 2, i.e. any input size divisible by 4.
+
+    Cost knobs (official values as defaults): the width is ``content_dim`` (the residual blocks run
+    on the content map; each up-sampling stage halves it), ``mlp_dim`` is the AdaIN MLPs' hidden
+    width and ``upsample_kernel`` the (odd) kernel size of the two up-sampling convolutions.
     """
 
-    def __init__(self, content_dim=128, code_dim=128, mlp_dim=512, out_channels=3):
+    def __init__(self, content_dim=128, code_dim=128, mlp_dim=512, upsample_kernel=5, out_channels=3):
         super().__init__()
+        if upsample_kernel < 1 or upsample_kernel % 2 == 0:
+            raise ValueError(f"ddgan.upsample_kernel must be a positive odd number, got {upsample_kernel}")
+        if content_dim % 2 ** N_UPSAMPLINGS:
+            raise ValueError(f"ddgan.content_dim must be divisible by {2 ** N_UPSAMPLINGS} (the decoder halves it "
+                             f"{N_UPSAMPLINGS} times), got {content_dim}")
         self.res_blocks = nn.ModuleList(AdaINResBlock(content_dim) for _ in range(N_RES_BLOCKS))
         ups, ch = [], content_dim
         for _ in range(N_UPSAMPLINGS):
-            ups.append(UpsampleBlock(Conv2dBlock(ch, ch // 2, 5, 1, 2, norm="ln", activation="lrelu",
-                                                 pad_type="reflect"), 2))
+            ups.append(UpsampleBlock(Conv2dBlock(ch, ch // 2, upsample_kernel, 1, upsample_kernel // 2, norm="ln",
+                                                 activation="lrelu", pad_type="reflect"), 2))
             ch //= 2
         self.upsample = nn.Sequential(*ups)
         self.output = nn.Sequential(

@@ -32,7 +32,7 @@ HEADS = ("bnneck", "classblock")
 TEST_FEATURES = ("fused", "inv", "sen")
 BRANCHES = ("inv", "sen", "fused")
 # E_c / D_d architecture options, read from the ``ddgan`` config node: they must match stage 1.
-DDGAN_KEYS = ("backbone", "backbone_weights", "feat_inv_dim", "content_dim", "multi_scale", "dd_scales")
+DDGAN_KEYS = ("backbone", "backbone_weights", "feat_inv_dim", "content_dim", "multi_scale", "dd_scales", "dis_dim")
 # DFEN's own options, read from the ``dfen`` config node.
 DFEN_KEYS = ("ddgan_checkpoint", "use_dil", "sen_backbone", "sen_weights", "shared_trunk", "attention",
              "attention_dim", "head", "test_feature")
@@ -97,13 +97,13 @@ class DFEN(nn.Module):
 
     Args (E_c / D_d architecture, as ``ddgan.*`` in stage 1): ``backbone``, ``backbone_weights``,
     ``feat_inv_dim``, ``content_dim``, ``multi_scale`` (False = Table-3 "w/o multi-scale"),
-    ``dd_scales``. DFEN options (``dfen.*``, see config.py): ``ddgan_checkpoint``, ``use_dil``
+    ``dd_scales``, ``dis_dim``. DFEN options (``dfen.*``, see config.py): ``ddgan_checkpoint``, ``use_dil``
     (False = Table-3 "w/o DIL": E_c keeps its ``backbone_weights`` init), ``sen_backbone``,
     ``sen_weights``, ``shared_trunk``, ``attention``, ``attention_dim``, ``head``, ``test_feature``.
     """
 
     def __init__(self, num_classes, pretrained=False, backbone="osnet_x0_25", backbone_weights="", feat_inv_dim=2048,
-                 content_dim=128, multi_scale=True, dd_scales=1, ddgan_checkpoint="", use_dil=True,
+                 content_dim=128, multi_scale=True, dd_scales=1, dis_dim=32, ddgan_checkpoint="", use_dil=True,
                  sen_backbone="osnet_x0_25", sen_weights="", shared_trunk=False, attention="guided", attention_dim=128,
                  head="bnneck", test_feature="fused"):
         super().__init__()
@@ -120,7 +120,7 @@ class DFEN(nn.Module):
             sen_backbone, pretrained, sen_weights, self.content_encoder.trunk.channels[-1] if shared_trunk else None)
         sen_dim = self.sensitive_encoder.feature_dim
         self.attention_kind = attention
-        self.degradation_discriminator = MultiScaleDiscriminator(dd_scales) if attention == "guided" else None
+        self.degradation_discriminator = MultiScaleDiscriminator(dd_scales, width=dis_dim) if attention == "guided" else None
         self.attention = build_attention(attention, sen_dim, attention_dim, dd_scales)
         make_head = ClassBlock if head == "classblock" else BNNeck
         dims = {"inv": feat_inv_dim, "sen": sen_dim, "fused": feat_inv_dim + sen_dim}

@@ -27,7 +27,8 @@ def _scale_network(in_channels, width):
 class MultiScaleDiscriminator(nn.Module):
     """``n_scales`` PatchGAN networks; the image is halved between scales with
     AvgPool2d(3, 2, 1, count_include_pad=False). D_r uses 3 scales; D_d 1 (resolution-only
-    degradation in the official code) or 3. Gaussian N(0, 0.02) init.
+    degradation in the official code) or 3. ``width`` is the first convolutions' channel count
+    (32 in the official code; the residual blocks run at twice that). Gaussian N(0, 0.02) init.
 
     ``forward(x)`` returns the list of patch maps (finest first); ``score(x)`` the per-image
     scalar used for degradation ranking (higher = higher quality, see losses/ranking.py).

@@ -45,10 +45,15 @@ def pca_2d(features):
     return (centered @ axes[:2].T).float(), (variance[:2] / variance.sum()).float()
 
 
+def pc1_spearman(coords, amounts):
+    """Spearman correlation between the first PCA coordinate and the degradation amounts."""
+    return float(spearmanr(coords[:, 0].numpy(), amounts).statistic)
+
+
 def save_space_plot(path, codes, amounts, amount_name, title):
     """PCA scatter of ``codes`` coloured by ``amounts``, with a colour bar; returns (path, summary)."""
     coords, explained = pca_2d(codes)
-    rho = float(spearmanr(coords[:, 0].numpy(), amounts).statistic)
+    rho = pc1_spearman(coords, amounts)
     figure = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")  # the size stays FIGSIZE * DPI
     axes = figure.add_subplot()
     points = axes.scatter(coords[:, 0].numpy(), coords[:, 1].numpy(), c=amounts, cmap="viridis", s=16)

@@ -1,0 +1,120 @@
+"""``direid-evaluate-stage1`` / ``tools/evaluate_stage1.py``: has stage 1 learned, on held-out images?
+
+For each DDGAN checkpoint given (in iteration order), on the test split of ``data.targets[0]``
+(images stage 1 never trains on):
+
+- reconstruction and cross-reconstruction L1 on self-degraded pairs: every HR test image and its
+  copy degraded by the configured ``degradation.*`` (seeded);
+- D_d order: the share of test identities whose HR image D_d scores above their real LR image;
+- degradation space: Spearman of PC 1 of E_d codes (real head E_d and self head E'_d) of
+  ``--num-images`` HR test images down-sampled by a factor ~ U[--factor-range], as
+  ``tools/visualize.py space --kind resolution`` draws it with the same seed and range.
+
+    python tools/evaluate_stage1.py --config-file configs/ddgan/ddgan_cpu.yaml \\
+        --weights log/ddgan_cpu/ddgan/model.pth.tar-100 --weights log/ddgan_cpu/ddgan/model.pth.tar-4000
+    python tools/evaluate_stage1.py --config-file configs/ddgan/ddgan_cpu.yaml --checkpoint-dir log/ddgan_cpu/ddgan
+"""
+import argparse
+import glob
+import json
+import os
+import re
+
+import torch
+from tabulate import tabulate
+
+import direid_plugin  # noqa: F401  (registers the plugin with torchreid)
+from direid_plugin import run
+from direid_plugin.cli.common import add_config_arguments, config_from_args, one_line_errors
+from direid_plugin.config import ConfigError, derive
+from direid_plugin.data.degradations import build_degradation
+from direid_plugin.data.pairs import pair_transform
+from direid_plugin.evaluation import stage1
+from direid_plugin.models.trained import load_trained_model
+from direid_plugin.visualize.dataset_images import picture_dataset, sample_items
+
+HEADERS = ["iteration", "rec L1", "cross-rec L1", "D_d: HR > LR (% ids)", "Spearman E_d", "Spearman E'_d"]
+
+
+def checkpoint_iteration(path):
+    """The iteration in a stage-1 checkpoint's name (``model.pth.tar-<iteration>``), else -1."""
+    match = re.search(r"-(\d+)$", path)
+    return int(match.group(1)) if match else -1
+
+
+def checkpoints(args):
+    """--weights files and every checkpoint in --checkpoint-dir, in iteration order."""
+    paths = list(args.weights or [])
+    if args.checkpoint_dir:
+        found = glob.glob(os.path.join(args.checkpoint_dir, "model.pth.tar-*"))
+        if not found:
+            raise FileNotFoundError(f"--checkpoint-dir {args.checkpoint_dir}: no model.pth.tar-<iteration> file in it")
+        paths += found
+    if not paths:
+        raise ConfigError("give DDGAN checkpoints with --weights FILE (repeatable) or --checkpoint-dir DIR")
+    return sorted(set(paths), key=checkpoint_iteration)
+
+
+def evaluate(cfg, args):
+    target, dataset = picture_dataset(cfg)
+    lr_camids = set(getattr(dataset, "lr_camids", None) or ())
+    if not lr_camids:
+        raise ConfigError(f"data.targets[0] '{target}' declares no LR camera: the D_d order needs real LR images")
+    test = dataset.query + dataset.gallery
+    hr_items = [item for item in test if item[2] not in lr_camids]
+    lr_items = [item for item in test if item[2] in lr_camids]
+    transform = pair_transform(cfg.data.height, cfg.data.width, cfg.data.norm_mean, cfg.data.norm_std)
+    x_a, x_b = stage1.self_degraded_pairs([item[0] for item in hr_items], build_degradation(cfg.degradation),
+                                          transform, args.seed)
+    space_paths = [item[0] for item in sample_items(dataset.gallery, args.num_images, args.seed)]
+    space_degradation = build_degradation(derive(cfg, {"degradation.kinds": ["resolution"],
+                                                       "degradation.resolution_range": list(args.factor_range)}).degradation)
+    device = torch.device("cuda" if run.use_gpu(cfg) else "cpu")
+    print(f"=> {target} test split: {len(hr_items)} HR images self-degraded by {list(cfg.degradation.kinds)} "
+          f"(seed {args.seed}); {len(space_paths)} gallery images down-sampled by U{list(args.factor_range)} for the "
+          "degradation space")
+    rows = []
+    for path in checkpoints(args):
+        model, _ = load_trained_model(cfg, path, ("ddgan",))
+        model.to(device)
+        errors = stage1.reconstruction_errors(model, x_a, x_b)
+        order, n_ids = stage1.degradation_order(model, hr_items, lr_items, transform)
+        rho = [stage1.degradation_space_spearman(model, space_paths, space_degradation, transform, args.seed, head)
+               for head in (False, True)]
+        rows.append([checkpoint_iteration(path), errors["rec"], errors["cross_rec"], 100 * order, *rho])
+        print("   " + "  ".join(f"{h} {v:.3f}" if isinstance(v, float) else f"{h} {v}" for h, v in zip(HEADERS, rows[-1])),
+              flush=True)
+    print(f"\n{target} test split ({n_ids} identities), stage 1 never trained on these images:")
+    print(tabulate(rows, headers=HEADERS, floatfmt=".3f", tablefmt="github"))
+    if len(rows) > 1:
+        first, last = rows[0], rows[-1]
+        print(f"iteration {last[0]} / iteration {first[0]}: rec L1 x{last[1] / first[1]:.2f}, "
+              f"cross-rec L1 x{last[2] / first[2]:.2f}")
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with open(args.output, "w") as f:
+            json.dump({"dataset": target, "headers": HEADERS, "rows": rows}, f, indent=1)
+    return rows
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description="Stage-1 (DDGAN) checkpoints measured on held-out test images.")
+    parser.add_argument("--weights", action="append", help="a DDGAN checkpoint (<save_dir>/ddgan/model.pth.tar-<it>); repeatable")
+    parser.add_argument("--checkpoint-dir", default="", help="every DDGAN checkpoint in this folder (<save_dir>/ddgan)")
+    parser.add_argument("--num-images", type=int, default=120, help="gallery images of the degradation space")
+    parser.add_argument("--factor-range", type=float, nargs=2, default=(1.0, 4.0), metavar=("LOW", "HIGH"),
+                        help="down-sampling factors of the degradation space (default: clean to MLR's 4)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default="", help="also write the table as JSON here")
+    return add_config_arguments(parser)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    with one_line_errors():
+        return evaluate(cfg, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -28,6 +28,8 @@ def test_train_then_test_a_stock_baseline(pku_root, tmp_path, capsys):
     cli_train.main(_tiny(pku_root, save_dir))
     train_out = capsys.readouterr().out
     assert "osnet_x0_25 (softmax)" in train_out and "pku_reid" in train_out
+    # An epoch has fewer batches than train.print_freq (20): it still prints its progress line.
+    assert "epoch: [1/1]" in train_out
 
     ckpt = save_dir / "model" / "model.pth.tar-1"
     state = torchreid.utils.load_checkpoint(str(ckpt))  # torchreid's own loader
@@ -65,5 +67,5 @@ def test_tools_script_reports_config_errors_in_one_line(tmp_path):
 
 
 def test_console_scripts_are_installed():
-    for name in ("direid-train", "direid-test"):
+    for name in ("direid-train", "direid-test", "direid-evaluate-stage1"):
         assert shutil.which(name, path=os.path.dirname(sys.executable)), name

@@ -20,7 +20,7 @@ from direid_plugin.models.trained import load_trained_model
 from direid_plugin.visualize.dataset_images import load_batch, picture_dataset, same_identity_pairs
 from direid_plugin.visualize.grids import BLUE, GREEN, PAD, RED, caption_height, denormalize
 from direid_plugin.visualize.ranked import top_matches
-from direid_plugin.visualize.space import DPI, FIGSIZE, degradation_codes, save_space_plot
+from direid_plugin.visualize.space import DPI, FIGSIZE, centre_per_image, degradation_codes, save_space_plot
 
 IDENTITIES = TINY_VIPER_IDENTITIES  # MLR-VIPeR halves them: 4 train, 4 test identities
 HEIGHT, WIDTH = 64, 32
@@ -129,6 +129,17 @@ def test_space_plot_is_a_figure_of_the_configured_size(ddgan_weights, mlr_root, 
     assert os.path.basename(path) == "space_mlr_viper_resolution.png"
     assert picture.format == "PNG" and picture.size == (round(FIGSIZE[0] * DPI), round(FIGSIZE[1] * DPI))
     assert "Spearman of PC 1 vs factor" in capsys.readouterr().out
+
+
+def test_space_per_image_writes_its_own_plot(ddgan_weights, mlr_root, tmp_path, capsys):
+    path, _ = _run("space", ddgan_weights, mlr_root, tmp_path, "--num-images", "4", "--per-image", "3")
+    assert os.path.basename(path) == "space_mlr_viper_resolution_per_image.png"
+    assert "4 mlr_viper gallery images x 3 degraded copies, each image's mean code subtracted" in capsys.readouterr().out
+
+
+def test_centre_per_image_takes_out_each_images_mean_code():
+    codes = torch.tensor([[1.0, 5.0], [10.0, 0.0], [3.0, 7.0], [14.0, 0.0]])  # images 0, 1, then 0, 1 again
+    assert torch.equal(centre_per_image(codes, 2), torch.tensor([[-1.0, -1.0], [-2.0, 0.0], [1.0, 1.0], [2.0, 0.0]]))
 
 
 class SharpnessCode(nn.Module):

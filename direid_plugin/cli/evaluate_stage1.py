@@ -8,7 +8,9 @@ For each DDGAN checkpoint given (in iteration order), on the test split of ``dat
 - D_d order: the share of test identities whose HR image D_d scores above their real LR image;
 - degradation space: Spearman of PC 1 of E_d codes (real head E_d and self head E'_d) of
   ``--num-images`` HR test images down-sampled by a factor ~ U[--factor-range], as
-  ``tools/visualize.py space --kind resolution`` draws it with the same seed and range.
+  ``tools/visualize.py space --kind resolution`` draws it with the same seed and range; and
+  "per image": ``--per-image`` copies of each, each image's mean code subtracted (``space
+  --per-image``), which takes out what the codes carry besides the degradation (colour, light).
 
     python tools/evaluate_stage1.py --config-file configs/ddgan/ddgan_cpu.yaml \\
         --weights log/ddgan_cpu/ddgan/model.pth.tar-100 --weights log/ddgan_cpu/ddgan/model.pth.tar-4000
@@ -33,7 +35,8 @@ from direid_plugin.evaluation import stage1
 from direid_plugin.models.trained import load_trained_model
 from direid_plugin.visualize.dataset_images import picture_dataset, sample_items
 
-HEADERS = ["iteration", "rec L1", "cross-rec L1", "D_d: HR > LR (% ids)", "Spearman E_d", "Spearman E'_d"]
+HEADERS = ["iteration", "rec L1", "cross-rec L1", "D_d: HR > LR (% ids)", "Spearman E_d", "E_d per image",
+           "Spearman E'_d", "E'_d per image"]
 
 
 def checkpoint_iteration(path):
@@ -79,8 +82,8 @@ def evaluate(cfg, args):
         model.to(device)
         errors = stage1.reconstruction_errors(model, x_a, x_b)
         order, n_ids = stage1.degradation_order(model, hr_items, lr_items, transform)
-        rho = [stage1.degradation_space_spearman(model, space_paths, space_degradation, transform, args.seed, head)
-               for head in (False, True)]
+        rho = [stage1.degradation_space_spearman(model, space_paths, space_degradation, transform, args.seed, head, copies)
+               for head in (False, True) for copies in (1, args.per_image)]
         rows.append([checkpoint_iteration(path), errors["rec"], errors["cross_rec"], 100 * order, *rho])
         print("   " + "  ".join(f"{h} {v:.3f}" if isinstance(v, float) else f"{h} {v}" for h, v in zip(HEADERS, rows[-1])),
               flush=True)
@@ -104,6 +107,7 @@ def build_parser():
     parser.add_argument("--num-images", type=int, default=120, help="gallery images of the degradation space")
     parser.add_argument("--factor-range", type=float, nargs=2, default=(1.0, 4.0), metavar=("LOW", "HIGH"),
                         help="down-sampling factors of the degradation space (default: clean to MLR's 4)")
+    parser.add_argument("--per-image", type=int, default=4, help="degraded copies per image of the per-image space")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="", help="also write the table as JSON here")
     return add_config_arguments(parser)

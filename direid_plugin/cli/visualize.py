@@ -125,15 +125,18 @@ def degradation_space(cfg, args):
     kind = args.kind or cfg.degradation.kinds[0]
     degradation = build_degradation(derive(cfg, {"degradation.kinds": [kind]}).degradation)
     items = sample_items(dataset.gallery, args.num_images, args.seed)
-    codes, amounts = space.degradation_codes(model, [item[0] for item in items], degradation, _stage1_transform(cfg),
-                                             device, args.seed, synthetic=args.head == "self")
+    codes, amounts = space.space_codes(model, [item[0] for item in items], degradation, _stage1_transform(cfg), device,
+                                       args.seed, args.head == "self", args.per_image)
     parameter = DEGRADATIONS[kind].param_names[0]
     low, high = degradation.degradations[0].ranges[0]
     encoder = "E'_d (self head)" if args.head == "self" else "E_d (real head)"
+    images = f"{len(items)} {target} gallery images" + (
+        f" x {args.per_image} degraded copies, each image's mean code subtracted" if args.per_image > 1 else "")
+    suffix = "_per_image" if args.per_image > 1 else ""
     path, summary = space.save_space_plot(
-        _output(cfg, args, f"space_{target}_{kind}.png"), codes, amounts, f"{kind} {parameter}",
-        f"{encoder} codes of {len(items)} {target} gallery images\n{kind} {parameter} ~ U[{low:g}, {high:g}] (seed {args.seed})")
-    print(f"=> Degradation space of {len(items)} {target} images ({kind} {parameter}; Spearman of PC 1 vs "
+        _output(cfg, args, f"space_{target}_{kind}{suffix}.png"), codes, amounts, f"{kind} {parameter}",
+        f"{encoder} codes of {images}\n{kind} {parameter} ~ U[{low:g}, {high:g}] (seed {args.seed})")
+    print(f"=> Degradation space of {images} ({kind} {parameter}; Spearman of PC 1 vs "
           f"{parameter}: {summary['pc1_spearman']:+.2f}): {path}")
     return path
 
@@ -170,6 +173,8 @@ def build_parser():
     sub.add_argument("--kind", choices=sorted(DEGRADATIONS), default=None,
                      help="degradation kind, its range from degradation.* (default: degradation.kinds[0])")
     sub.add_argument("--num-images", type=_at_least(3), default=120, help="gallery images degraded and encoded")
+    sub.add_argument("--per-image", type=_at_least(1), default=1,
+                     help="degraded copies of each image; above 1, each image's mean code is subtracted before the PCA")
     sub.add_argument("--head", choices=("real", "self"), default="real",
                      help="E_d head: real (as swaps and memory replay use) or self (E'_d, trained on self-degradations)")
     for sub in commands.choices.values():

@@ -7,13 +7,14 @@
 - ``degradation_order``: the share of identities whose HR images D_d scores above their real LR
   images (higher D_d score = judged less degraded).
 - ``degradation_space_spearman``: E_d codes of images degraded by known factors, PCA, and the
-  Spearman correlation of the first component with the factor (visualize/space.py).
+  Spearman correlation of the first component with the factor (visualize/space.py), across images
+  or, with several degraded copies per image, within images.
 """
 import numpy as np
 import torch
 
 from direid_plugin.data.image_io import read_image
-from direid_plugin.visualize.space import degradation_codes, pc1_spearman, pca_2d
+from direid_plugin.visualize.space import pc1_spearman, pca_2d, space_codes
 
 
 def self_degraded_pairs(paths, degradation, transform, seed=0):
@@ -61,9 +62,10 @@ def degradation_order(ddgan, hr_items, lr_items, transform, batch_size=64):
     return float(np.mean([np.mean(s["hr"]) > np.mean(s["lr"]) for s in pairs])), len(pairs)
 
 
-def degradation_space_spearman(ddgan, paths, degradation, transform, seed=0, synthetic=False):
+def degradation_space_spearman(ddgan, paths, degradation, transform, seed=0, synthetic=False, per_image=1):
     """Spearman correlation between PC 1 of the E_d codes of ``paths`` degraded by ``degradation``
-    (one kind) and the kind's parameter: what ``tools/visualize.py space`` prints for the same inputs."""
+    (one kind; ``per_image`` copies each, centred per image when more than one) and the kind's
+    parameter: what ``tools/visualize.py space`` prints for the same inputs."""
     device = next(ddgan.parameters()).device
-    codes, amounts = degradation_codes(ddgan, paths, degradation, transform, device, seed, synthetic)
+    codes, amounts = space_codes(ddgan, paths, degradation, transform, device, seed, synthetic, per_image)
     return pc1_spearman(pca_2d(codes)[0], amounts)

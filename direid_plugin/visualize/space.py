@@ -2,7 +2,11 @@
 projected to 2-D by PCA and coloured by that amount.
 
 If E_d encodes the degradation, the colours form a gradient across the cloud; the Spearman
-correlation between the first principal component and the amount puts a number on it.
+correlation between the first principal component and the amount puts a number on it. E_d codes
+also carry what else the decoder needs from them (colour and light: the content map is
+instance-normalised), which can dominate a cloud of different images; with several degraded
+copies of each image (``per_image``), each image's mean code is subtracted first, so the cloud
+shows how a code moves with the degradation alone.
 """
 import os
 
@@ -35,6 +39,20 @@ def degradation_codes(ddgan, paths, degradation, transform, device, seed=0, synt
             batch.append(transform(image))
         codes.append(ddgan.degradation_encoder(torch.stack(batch).to(device), synthetic))
     return torch.cat(codes).cpu(), np.asarray(amounts)
+
+
+def space_codes(ddgan, paths, degradation, transform, device, seed=0, synthetic=False, per_image=1):
+    """``degradation_codes`` of ``per_image`` degraded copies of each image of ``paths`` (each copy with
+    its own draw); with more than one, each image's mean code is subtracted (``centre_per_image``)."""
+    codes, amounts = degradation_codes(ddgan, list(paths) * per_image, degradation, transform, device, seed, synthetic)
+    return (centre_per_image(codes, len(paths)) if per_image > 1 else codes), amounts
+
+
+def centre_per_image(codes, n_images):
+    """Codes of ``n_images`` images repeated in turn (image i at rows i, i + n, i + 2n, ...), minus
+    each image's mean code."""
+    grouped = codes.reshape(-1, n_images, codes.shape[1])
+    return (grouped - grouped.mean(dim=0, keepdim=True)).reshape(codes.shape)
 
 
 def pca_2d(features):

@@ -7,7 +7,6 @@ folder), ``degradation_swap.jpg``, ``results.md`` and ``results.json``.
 """
 import json
 import os
-import time
 
 from tabulate import tabulate
 
@@ -18,10 +17,10 @@ from direid_plugin.visualize.swaps import COLUMNS, save_swap_picture
 
 
 def _stage(cfg, name, overrides):
+    """Train one stage; return the engine and its training seconds (all of them, when it resumed)."""
     stage_cfg = derive(cfg, {**overrides, "data.save_dir": os.path.join(cfg.data.save_dir, name)})
-    start = time.time()
     engine = run.train(stage_cfg)
-    return engine, time.time() - start
+    return engine, engine.clock.seconds()
 
 
 def _swap_pairs(engine, count):

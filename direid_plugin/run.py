@@ -19,7 +19,7 @@ from direid_plugin.checkpoint import CheckpointError, load_checkpoint, model_sta
 from direid_plugin.data.datamanager import build_checked_datamanager, report_skipped_images
 from direid_plugin.config import ConfigError
 from direid_plugin.engines.builder import build_engine, engine_name
-from direid_plugin.engines.checkpointing import resume_engine
+from direid_plugin.engines.checkpointing import TrainingClock, resume_engine
 from direid_plugin.registry import model_factory
 from direid_plugin.models import MODEL_CONFIG_KWARGS
 
@@ -198,7 +198,9 @@ def _run_kwargs(cfg):
 def train(cfg):
     """Train ``model.name`` with ``engine.name``, evaluate on the targets, print the results table."""
     with _output_folder(cfg, "train"):
+        clock = TrainingClock()  # started before the data are built, as a user's stopwatch would be
         engine = _setup(cfg)
+        engine.clock = clock
         start_epoch = resume_engine(engine, cfg.model.resume, cfg.data.save_dir) if cfg.model.resume else cfg.train.start_epoch
         kwargs = _run_kwargs(cfg)
         kwargs.update(visrank=False)  # torchreid only draws ranked lists in test-only runs

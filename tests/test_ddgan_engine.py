@@ -195,6 +195,9 @@ def test_cli_run_writes_checkpoints_grids_and_results(cache, tmp_path):
     assert grid.size[0] > 6 * 32  # six columns: x_a, x_aa, x_b, x_bb, x_ab, x_ba
     cli_train.main(args + ["ddgan.max_iter", "6", "model.resume", "auto"])
     assert os.path.exists(save_dir / "ddgan" / "model.pth.tar-6")
+    # The resumed run's clock starts from the first run's recorded seconds.
+    seconds = [torch.load(save_dir / "ddgan" / f"model.pth.tar-{i}", weights_only=True)["train_seconds"] for i in (4, 6)]
+    assert 0 < seconds[0] < seconds[1]
 
 
 def test_reconstruction_overfits_real_viper_pairs(viper_root):

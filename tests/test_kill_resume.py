@@ -16,7 +16,9 @@ import threading
 import torch
 
 from direid_plugin.checkpoint import PAUSE_BEFORE_RENAME_ENV, latest_valid
-from direid_plugin.engines.checkpointing import find_resume_checkpoint
+from direid_plugin.engines.checkpointing import (
+    TrainingClock, find_resume_checkpoint, record_training_time, restore_training_time,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "baselines", "osnet_x0_25_pku_softmax.yaml")
@@ -100,5 +102,40 @@ def test_sigkill_mid_save_and_mid_epoch_then_resume_matches_uninterrupted_run(pk
     unequal = [k for k, v in uninterrupted["state_dict"].items() if not torch.equal(v, resumed["state_dict"][k])]
     assert unequal == []
     assert resumed["rank1"] == uninterrupted["rank1"]
+    # The training time of the chain counts all three invocations, not the last one only (about a third).
+    assert resumed["train_seconds"] > 0.7 * uninterrupted["train_seconds"] > 0
     # The stale temporary file of the killed save is still ignored.
     assert latest_valid(str(folder / "model.pth.tar-*")) == str(folder / "model.pth.tar-3")
+
+
+class _FakeNow:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+class _Engine:
+    def __init__(self, now):
+        self.clock = TrainingClock(now)
+
+
+def test_training_clock_adds_the_seconds_a_checkpoint_recorded(capsys):
+    now = _FakeNow()
+    first = _Engine(now)
+    now.t += 30
+    state = record_training_time(first, {"epoch": 2})
+    assert state["train_seconds"] == 30
+
+    now.t += 500  # the machine was off; a new invocation resumes from that checkpoint
+    second = _Engine(now)
+    restore_training_time(second, state, "ckpt-2")
+    now.t += 12
+    assert second.clock.seconds() == 42
+
+    old = _Engine(now)  # a checkpoint written before the clock existed: counted from the resume, and said so
+    restore_training_time(old, {"epoch": 2}, "old-ckpt")
+    now.t += 5
+    assert old.clock.seconds() == 5
+    assert '"old-ckpt" records no training time' in capsys.readouterr().out

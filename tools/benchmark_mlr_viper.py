@@ -10,6 +10,11 @@ time of each model, with the ratio of DI-REID's time to the baseline's (measured
     python tools/benchmark_mlr_viper.py                       # all 10 splits
     python tools/benchmark_mlr_viper.py --splits 0 train.max_epoch 20   # config overrides
     python tools/benchmark_mlr_viper.py --splits 0 --validation   # held-out training identities
+    python tools/benchmark_mlr_viper.py --splits 0,1,2 --reuse model.resume auto   # across sessions
+
+A split run stopped part-way (a session's end) continues with ``model.resume auto``; its training
+times include the stopped part, which checkpoints record. ``--reuse`` summarises a split whose
+``split<N>/results.json`` exists (a finished pipeline) from that file instead of running it again.
 
 --validation runs the same protocol on the ``<dataset>_val`` datasets: 100 of each split's 316
 training identities take the test role and the models train on the other 216. Compare
@@ -42,12 +47,58 @@ def validation_config(cfg):
                         "data.save_dir": cfg.data.save_dir.rstrip("/") + "_validation"})
 
 
+def _baseline_and_direid(split_results):
+    """Labels of the first (the toolbox baseline) and last (DI-REID end to end) pipeline rows."""
+    labels = list(split_results)
+    return labels[0], labels[-1]
+
+
+def summary_table(per_split):
+    """Every model and query set: R-k and mAP as mean ± std over the splits, mean train minutes."""
+    rows = []
+    for label in per_split[0]:
+        seconds = [split[label]["train_seconds"] for split in per_split]
+        for dataset in per_split[0][label]["results"]:
+            summary = summarise_splits([split[label]["results"][dataset] for split in per_split], RANKS)
+            rows.append([label, dataset] + [f"{100 * m:.1f} ± {100 * s:.1f}" for m, s in summary.values()]
+                        + [f"{np.mean(seconds) / 60:.1f}"])
+    headers = ["model", "queries", *(f"R{r}" for r in RANKS), "mAP", "train min"]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def time_ratios(per_split):
+    """DI-REID's training time over the baseline's, split by split (both measured in that split's run)."""
+    ratios = []
+    for split in per_split:
+        baseline, direid = _baseline_and_direid(split)
+        ratios.append(split[direid]["train_seconds"] / split[baseline]["train_seconds"])
+    return ratios
+
+
+def paired_differences(per_split, splits, ratios):
+    """DI-REID minus the baseline on the same split, per query set (R1, mAP in points), and their mean."""
+    baseline, direid = _baseline_and_direid(per_split[0])
+    datasets = list(per_split[0][baseline]["results"])
+    rows = []
+    for split_id, split, ratio in zip(splits, per_split, ratios):
+        row = [str(split_id)]
+        for dataset in datasets:
+            ours, theirs = split[direid]["results"][dataset], split[baseline]["results"][dataset]
+            row += [100 * (ours["cmc"][0] - theirs["cmc"][0]), 100 * (ours["mAP"] - theirs["mAP"])]
+        rows.append(row + [ratio])
+    rows.append(["mean"] + [float(np.mean(column)) for column in list(zip(*rows))[1:]])
+    headers = ["split"] + [f"{d} {m}" for d in datasets for m in ("dR1", "dmAP")] + ["time ratio"]
+    return tabulate(rows, headers=headers, tablefmt="github", floatfmt=("",) + ("+.1f",) * 2 * len(datasets) + (".2f",))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default=CONFIG)
     parser.add_argument("--splits", default=",".join(map(str, range(10))), help="comma-separated split ids")
     parser.add_argument("--validation", action="store_true",
                         help="evaluate on held-out training identities (<dataset>_val) instead of the test identities")
+    parser.add_argument("--reuse", action="store_true",
+                        help="read a split's results from split<N>/results.json when that file exists instead of re-running it")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
     args = parser.parse_args(argv)
     cfg = load_config(args.config_file, args.opts)
@@ -58,24 +109,23 @@ def main(argv=None):
     per_split = []
     for split in args.splits:
         split_cfg = derive(cfg, {"data.split_id": split, "data.save_dir": os.path.join(cfg.data.save_dir, f"split{split}")})
-        per_split.append(run_pipeline(split_cfg))
+        finished = os.path.join(split_cfg.data.save_dir, "results.json")
+        if args.reuse and os.path.exists(finished):
+            print(f"=> split {split}: reusing {finished}")
+            with open(finished) as f:
+                per_split.append(json.load(f))
+        else:
+            per_split.append(run_pipeline(split_cfg))
 
-    rows = []
-    for label in per_split[0]:
-        seconds = [split[label]["train_seconds"] for split in per_split]
-        for dataset in per_split[0][label]["results"]:
-            summary = summarise_splits([split[label]["results"][dataset] for split in per_split], RANKS)
-            rows.append([label, dataset] + [f"{100 * m:.1f} ± {100 * s:.1f}" for m, s in summary.values()]
-                        + [f"{np.mean(seconds) / 60:.1f}"])
-    baseline = next(iter(per_split[0]))
-    ratio = np.mean([split[label]["train_seconds"] / split[baseline]["train_seconds"]
-                     for split in per_split for label in [list(split)[-1]]])
-    headers = ["model", "queries", *(f"R{r}" for r in RANKS), "mAP", "train min"]
-    table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
     protocol = (f"validation identities ({VALIDATION_IDS} held out of each split's training identities)"
                 if args.validation else "test identities")
-    print(f"\nMLR-VIPeR {protocol}, splits {args.splits}, single-shot ({cfg.test.single_shot_trials} trials), mean ± std over splits")
-    print(table)
+    print(f"\nMLR-VIPeR {protocol}, splits {args.splits}, single-shot ({cfg.test.single_shot_trials} trials), "
+          "mean ± std (population) over splits")
+    print(summary_table(per_split))
+    ratios = time_ratios(per_split)
+    print("\nDI-REID minus baseline per split (points; R1 and mAP) and DI-REID's train time / the baseline's:")
+    print(paired_differences(per_split, args.splits, ratios))
+    ratio = float(np.mean(ratios))
     print(f"DI-REID train time / baseline train time: {ratio:.2f}x")
     with open(os.path.join(cfg.data.save_dir, "benchmark.json"), "w") as f:
         json.dump({"splits": args.splits, "per_split": per_split, "time_ratio": ratio}, f, indent=1)

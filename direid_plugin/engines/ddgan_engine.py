@@ -17,7 +17,9 @@ from torchreid.reid.engine import Engine
 from direid_plugin.checkpoint import (
     capture_rng_state, load_checkpoint, preserved_rng, restore_rng_state, save_checkpoint,
 )
-from direid_plugin.engines.checkpointing import CHECKPOINT_PREFIX, find_resume_checkpoint
+from direid_plugin.engines.checkpointing import (
+    CHECKPOINT_PREFIX, find_resume_checkpoint, record_training_time, restore_training_time,
+)
 from direid_plugin.data.degradations import build_degradation
 from direid_plugin.data.pairs import build_pair_loader
 from direid_plugin.engines.ddgan_trainer import DDGANTrainer
@@ -81,6 +83,7 @@ class DDGANEngine(Engine):
             "pair_stream": {"epoch": epoch, "batch": batch},
             **self.trainer.state_dict(),
         }
+        record_training_time(self, state)
         path = save_checkpoint(state, self.checkpoint_path(save_dir, self.iteration), keep_last=self.cfg.engine.keep_last)
         self.last_checkpoint = path
         return path
@@ -96,6 +99,7 @@ class DDGANEngine(Engine):
         self.trainer.load_state_dict(state)
         restore_rng_state(state["rng"])
         self.pairs.set_position(state["pair_stream"]["epoch"], state["pair_stream"]["batch"])
+        restore_training_time(self, state, path)
         self.last_checkpoint = path
         print(f'=> Resumed stage 1 from "{path}" at iteration {self.iteration}')
         return self.iteration

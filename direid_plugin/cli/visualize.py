@@ -130,13 +130,14 @@ def degradation_space(cfg, args):
     parameter = DEGRADATIONS[kind].param_names[0]
     low, high = degradation.degradations[0].ranges[0]
     encoder = "E'_d (self head)" if args.head == "self" else "E_d (real head)"
-    images = f"{len(items)} {target} gallery images" + (
-        f" x {args.per_image} degraded copies, each image's mean code subtracted" if args.per_image > 1 else "")
-    suffix = "_per_image" if args.per_image > 1 else ""
-    path, summary = space.save_space_plot(
-        _output(cfg, args, f"space_{target}_{kind}{suffix}.png"), codes, amounts, f"{kind} {parameter}",
-        f"{encoder} codes of {images}\n{kind} {parameter} ~ U[{low:g}, {high:g}] (seed {args.seed})")
-    print(f"=> Degradation space of {images} ({kind} {parameter}; Spearman of PC 1 vs "
+    per_image = args.per_image > 1
+    images = f"{len(items)} {target} gallery images" + (f" x {args.per_image} degraded copies" if per_image else "")
+    centred = ["each image's mean code subtracted"] if per_image else []
+    title = [f"{encoder} codes of {images}", *centred, f"{kind} {parameter} ~ U[{low:g}, {high:g}] (seed {args.seed})"]
+    path, summary = space.save_space_plot(  # short title lines: one long line is clipped by the figure
+        _output(cfg, args, f"space_{target}_{kind}{'_per_image' if per_image else ''}.png"), codes, amounts,
+        f"{kind} {parameter}", "\n".join(title))
+    print(f"=> Degradation space of {', '.join([images, *centred])} ({kind} {parameter}; Spearman of PC 1 vs "
           f"{parameter}: {summary['pc1_spearman']:+.2f}): {path}")
     return path
 

@@ -30,7 +30,7 @@ from tabulate import tabulate
 import direid_plugin  # noqa: F401
 from direid_plugin.config import derive, load_config
 from direid_plugin.data.datasets import VALIDATION_IDS, validation_name
-from direid_plugin.evaluation.single_shot import summarise_splits
+from direid_plugin.evaluation.single_shot import rank_at, summarise_splits
 from direid_plugin.pipeline import run_pipeline
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "benchmarks", "mlr_viper_osnet.yaml")
@@ -84,7 +84,7 @@ def paired_differences(per_split, splits, ratios):
         row = [str(split_id)]
         for dataset in datasets:
             ours, theirs = split[direid]["results"][dataset], split[baseline]["results"][dataset]
-            row += [100 * (ours["cmc"][0] - theirs["cmc"][0]), 100 * (ours["mAP"] - theirs["mAP"])]
+            row += [100 * (rank_at(ours["cmc"], 1) - rank_at(theirs["cmc"], 1)), 100 * (ours["mAP"] - theirs["mAP"])]
         rows.append(row + [ratio])
     rows.append(["mean"] + [float(np.mean(column)) for column in list(zip(*rows))[1:]])
     headers = ["split"] + [f"{d} {m}" for d in datasets for m in ("dR1", "dmAP")] + ["time ratio"]

@@ -1,16 +1,20 @@
-"""Fixes for torchreid 0.2.5 on torch >= 2.6 and numpy 2, applied from outside on import.
+"""Fixes of torchreid 0.2.5 bugs on torch >= 2.6 and numpy 2, applied on ``import direid_plugin``.
 
-Each fix replaces one torchreid attribute; the original is kept in ``ORIGINALS`` so the
-regression tests can reproduce the failure before checking the fix. ``apply()`` is idempotent.
+Only genuine bugs are fixed here, each by replacing one torchreid attribute; the original is kept
+in ``ORIGINALS`` so the regression tests (tests/test_compat.py) reproduce the failure before
+checking the fix. ``apply()`` is idempotent. torchreid's engines are not touched: the plugin's
+test step and checkpoints are methods of its own engines (engines/base.py).
 
 | torchreid problem                                                     | fix                                   |
 |-----------------------------------------------------------------------|---------------------------------------|
-| own checkpoints fail to load (numpy rank1 vs weights-only torch.load) | checkpoint.load_checkpoint            |
-| ``save_model`` crashes on ``scheduler=None``, stores numpy rank1      | engines.checkpointing.save_model      |
-| python ``evaluate_rank`` raises ValueError on small galleries; slow   | evaluation.ranking.evaluate_cy        |
-| CMC ranks past the CMC length raise IndexError                        | engines.evaluation.evaluate           |
+| own checkpoints fail to load (numpy rank1 vs weights-only torch.load) | weights.load_checkpoint               |
 | ``read_image`` loops forever on a corrupt file                         | data.image_io.read_image              |
 | ``pretrained=True`` downloads (hangs/crashes offline)                  | cache check with a clear message      |
+
+``install_fast_ranking()`` (an explicit call, not an import side effect) also puts the plugin's
+ranking (evaluation.ranking.evaluate_cy) in the place of torchreid's compiled ``evaluate_cy``, so
+``metrics.evaluate_rank`` in a user's own engine gets it: torchreid's python fallback is slow and
+raises ValueError on galleries smaller than its max rank (50) with numpy >= 1.24.
 """
 import os
 import types
@@ -18,7 +22,6 @@ import types
 import torch.utils.model_zoo
 
 import torchreid.reid.data.datasets.dataset as _dataset_mod
-import torchreid.reid.engine.engine as _engine_mod
 import torchreid.reid.metrics.rank as _rank_mod
 import torchreid.reid.models as _models_pkg
 import torchreid.reid.utils as _utils_pkg
@@ -39,7 +42,7 @@ def _replace(owner, name, new, key):
 
 
 def _load_checkpoint(fpath):
-    from direid_plugin.checkpoint import load_checkpoint
+    from direid_plugin.weights import load_checkpoint
 
     return load_checkpoint(fpath)
 
@@ -101,19 +104,26 @@ def _guard_pretrained_downloads():
 
 
 def apply():
-    """Install every fix (idempotent: originals are recorded once)."""
+    """Install every bug fix (idempotent: originals are recorded once)."""
     from direid_plugin.data.image_io import read_image
-    from direid_plugin.engines.checkpointing import save_model
-    from direid_plugin.engines.evaluation import evaluate
-    from direid_plugin.evaluation.ranking import evaluate_cy
 
     _replace(_torchtools_mod, "load_checkpoint", _load_checkpoint, "load_checkpoint")
     _replace(_utils_pkg, "load_checkpoint", _load_checkpoint, "utils.load_checkpoint")
-    _replace(_engine_mod.Engine, "save_model", save_model, "Engine.save_model")
-    _replace(_engine_mod.Engine, "_evaluate", evaluate, "Engine._evaluate")
-    _replace(_rank_mod, "evaluate_cy", evaluate_cy, "evaluate_cy")
-    _replace(_rank_mod, "IS_CYTHON_AVAI", True, "IS_CYTHON_AVAI")
     _replace(_tools_mod, "read_image", read_image, "read_image")
     _replace(_utils_pkg, "read_image", read_image, "utils.read_image")
     _replace(_dataset_mod, "read_image", read_image, "dataset.read_image")
     _guard_pretrained_downloads()
+
+
+def install_fast_ranking():
+    """Make torchreid's ``metrics.evaluate_rank`` rank with the plugin's evaluator (idempotent).
+
+    torchreid uses its compiled ``evaluate_cy`` when ``IS_CYTHON_AVAI``; the registry package ships
+    no compiled ranking, so it falls back to its python loop. This installs the plugin's ranking in
+    the compiled one's place (same arguments, same numbers; README "Fast evaluation"). The
+    plugin's own engines do not need it.
+    """
+    from direid_plugin.evaluation.ranking import evaluate_cy
+
+    _replace(_rank_mod, "evaluate_cy", evaluate_cy, "evaluate_cy")
+    _replace(_rank_mod, "IS_CYTHON_AVAI", True, "IS_CYTHON_AVAI")

@@ -8,10 +8,9 @@ folder), ``degradation_swap.jpg``, ``results.md`` and ``results.json``.
 import json
 import os
 
-from tabulate import tabulate
-
 from direid_plugin import run
 from direid_plugin.config import derive
+from direid_plugin.evaluation.tables import comparison_table
 from direid_plugin.visualize.dataset_images import same_identity_pairs
 from direid_plugin.visualize.swaps import COLUMNS, save_swap_picture
 
@@ -34,12 +33,9 @@ def run_pipeline(cfg):
 
     The comparison table is printed and written to results.md, the same data to results.json.
     """
-    rows, results, ranks = [], {}, list(cfg.test.ranks)
-    headers = run.result_headers(ranks) + ["train time (s)"]
+    results, ranks = {}, list(cfg.test.ranks)
 
     def record(label, engine, seconds):
-        for row in run.results_rows(engine, label, ranks):
-            rows.append(row + [seconds])
         results[label] = {"train_seconds": seconds, "results": engine.eval_results}
 
     if cfg.pipeline.baseline_model:
@@ -61,11 +57,10 @@ def run_pipeline(cfg):
                                               "dfen.ddgan_checkpoint": stage1.last_checkpoint})
     record("DI-REID (stage 1 + DFEN)", stage2, seconds1 + seconds2)
 
-    table = tabulate(rows, headers=headers, floatfmt=".1f")
-    print("\n" + table)
+    print("\n" + comparison_table(results, ranks))
     print(f"\nDegradation swaps ({COLUMNS}): {swap_path}")
     with open(os.path.join(cfg.data.save_dir, "results.md"), "w") as f:
-        f.write(tabulate(rows, headers=headers, floatfmt=".1f", tablefmt="github") + "\n")
+        f.write(comparison_table(results, ranks, tablefmt="github") + "\n")
     with open(os.path.join(cfg.data.save_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     return results

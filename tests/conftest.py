@@ -11,6 +11,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.environ.get("DIREID_SHARED_DATA", os.path.join(REPO, "..", "shared", "data"))
 
 
+# Fixtures that read ../shared/data: a test using one is marked real_data (pytest.ini).
+REAL_DATA_FIXTURES = ("viper_root", "mlr_root", "pku_root", "pku_datamanager", "caviar_root", "shared_root", "osnet_msmt17_weights",
+                      "osnet_market_weights")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if set(REAL_DATA_FIXTURES) & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_data)
+
+
 def shared_path(*parts):
     """Path under ../shared/data; missing data skips locally but fails in CI (CI=true)."""
     path = os.path.join(SHARED_DATA, *parts)

@@ -17,17 +17,17 @@ import torchreid
 from PIL import Image
 from torchreid.reid.data.datasets.dataset import ImageDataset
 from torchreid.reid.data.transforms import build_transforms
-from torchreid.reid.engine import Engine
-
-from direid_plugin import run
-from direid_plugin.checkpoint import CheckpointError, save_checkpoint
+from direid_plugin import run, weights
+from direid_plugin.build import load_reported
 from direid_plugin.cli import train as cli_train
 from direid_plugin.config import ConfigError, load_config
 from direid_plugin.data.datamanager import SKIPPED_FILE
 from direid_plugin.data.datasets import DATASETS
 from direid_plugin.data.datasets.protocol_cache import RawDataError
 from direid_plugin.data.image_io import ImageReadError, read_image
-from direid_plugin.engines.checkpointing import resume_engine
+from direid_plugin.engines.base import SoftmaxEngine
+from direid_plugin.engines.checkpointing import save_checkpoint
+from direid_plugin.weights import CheckpointError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "baselines", "osnet_x0_25_pku_softmax.yaml")
@@ -98,20 +98,25 @@ def _config_file(tmp, text):
 def _weights_of_another_model(tmp):
     path = str(tmp / "resnet18.pth")
     torch.save(torchreid.models.build_model("resnet18", 5, pretrained=False, use_gpu=False).state_dict(), path)
-    return path, lambda: run.load_weights_report(_osnet(10), path)
+    return path, lambda: _load_weights(path)
+
+
+def _load_weights(path):
+    """What a run does with model.load_weights."""
+    return load_reported(_osnet(10), weights.read(path, "model.load_weights"))
 
 
 def _resume_with_other_class_count(tmp):
     path = str(tmp / "model" / "model.pth.tar-1")
     save_checkpoint({"state_dict": _osnet(751).state_dict(), "epoch": 1}, path)
-    engine = Engine(types.SimpleNamespace(train_loader=None, test_loader=None), use_gpu=False)
-    engine.register_model("model", _osnet(10))
-    return path, lambda: resume_engine(engine, "auto", str(tmp))
+    datamanager = types.SimpleNamespace(train_loader=None, test_loader=None, num_train_pids=10)
+    engine = SoftmaxEngine(datamanager, _osnet(10), optimizer=None, use_gpu=False)
+    return path, lambda: engine.resume("auto", str(tmp))
 
 
 def _checkpoint_file(tmp, data):
     path = _write(tmp / "model.pth.tar-3", data)
-    return path, lambda: run.load_weights_report(_osnet(10), path)
+    return path, lambda: _load_weights(path)
 
 
 def _truncated_checkpoint(tmp):
@@ -165,8 +170,8 @@ CASES = {
                                   "120 file keys unknown to the model (e.g. ['conv1.weight'"]),
     "resume_other_class_count": (_resume_with_other_class_count, CheckpointError,
                                  ["does not fit OSNet: 2 shape mismatches (classifier.weight: file (751, 512) vs model (10, 512);"]),
-    "missing_weights_file": (lambda t: (str(t / "nope.pth"), lambda: run.load_weights_report(_osnet(10), str(t / "nope.pth"))),
-                             FileNotFoundError, ["weights file not found"]),
+    "missing_weights_file": (lambda t: (str(t / "nope.pth"), lambda: _load_weights(str(t / "nope.pth"))),
+                             CheckpointError, ["model.load_weights", "checkpoint not found"]),
     "truncated_checkpoint": (_truncated_checkpoint, CheckpointError, ["cannot load checkpoint", "truncated"]),
     "empty_checkpoint": (lambda t: _checkpoint_file(t, b""), CheckpointError, ["empty (0 bytes)"]),
     "save_dir_under_a_file": (_save_dir_under_a_file, PermissionError, ["data.save_dir: cannot write to"]),

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torchreid
 
 from direid_plugin import losses as L
-from direid_plugin import run
+from direid_plugin import build
 from direid_plugin.config import get_default_config, load_config
 from direid_plugin.engines.ddgan_engine import DDGANEngine
 from direid_plugin.models.content_encoder import ContentEncoder
@@ -132,8 +132,8 @@ def _engine(tmp_path, *opts, config=CPU_PRESET):
         "ddgan.backbone_weights", "", "ddgan.feat_inv_dim", "64", "ddgan.log_freq", "1", "ddgan.image_freq", "0",
         "ddgan.checkpoint_freq", "0", "use_gpu", "False", *opts])
     torchreid.utils.set_random_seed(cfg.train.seed)
-    dm = run.build_datamanager(cfg)
-    return DDGANEngine(dm, run.build_model(cfg, dm.num_train_pids), cfg, use_gpu=False)
+    dm = build.build_datamanager(cfg)
+    return DDGANEngine(dm, build.build_model(cfg, dm.num_train_pids), cfg, use_gpu=False)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import torchreid
 from PIL import Image
 
 from direid_plugin import losses as L
-from direid_plugin import run
+from direid_plugin import build
 from direid_plugin.config import load_config
 from direid_plugin.engines.ddgan_engine import DDGANEngine
 from direid_plugin.engines.ddgan_trainer import milestones
@@ -30,8 +30,8 @@ def _cfg(tmp_path, *opts, config=OFFICIAL):
 
 def _engine(cfg):
     torchreid.utils.set_random_seed(cfg.train.seed)
-    dm = run.build_datamanager(cfg)
-    model = run.build_model(cfg, dm.num_train_pids)
+    dm = build.build_datamanager(cfg)
+    model = build.build_model(cfg, dm.num_train_pids)
     return DDGANEngine(dm, model, cfg, use_gpu=False)
 
 
@@ -170,7 +170,7 @@ def test_resume_is_exact(cache, tmp_path):
     first = _engine(_cfg(tmp_path / "b", "ddgan.max_iter", str(n)))
     first.run(save_dir=str(tmp_path / "b" / "run"))
     second = _engine(_cfg(tmp_path / "b", "ddgan.max_iter", str(2 * n)))
-    assert second.resume_training("auto", str(tmp_path / "b" / "run")) == n
+    assert second.resume("auto", str(tmp_path / "b" / "run")) == n
     second.run(save_dir=str(tmp_path / "b" / "run"))
     got = _weights(second)
     for key, value in expected.items():

@@ -5,7 +5,8 @@ import torch
 import torchreid.reid.models as torchreid_models
 
 from direid_plugin.config import get_default_config
-from direid_plugin.models import MODEL_CONFIG_KWARGS
+from direid_plugin import weights
+from direid_plugin.registry import PLUGIN_MODELS
 from direid_plugin.models.backbones import SUPPORTED_BACKBONES, build_trunk
 from direid_plugin.models.blocks import ASPP, AdaptiveInstanceNorm2d, ClassBlock, LayerNorm
 from direid_plugin.models.content_encoder import ContentEncoder
@@ -199,7 +200,7 @@ def test_identity_encoder_stays_frozen_and_in_eval(osnet_msmt17_weights, images)
 
 def test_identity_encoder_requires_weights():
     with pytest.raises(ValueError, match="eid_weights"):
-        IdentityEncoder("osnet_x0_25", "")
+        IdentityEncoder("osnet_x0_25", None)
 
 
 def test_parameter_groups_split_generator_and_discriminator(osnet_ddgan):
@@ -243,7 +244,7 @@ def test_from_config_builds_the_default_model(images):
     cfg = get_default_config()
     cfg.ddgan.feat_inv_dim = 128
     kwargs = from_config(cfg)
-    assert MODEL_CONFIG_KWARGS["ddgan"] is from_config
+    assert PLUGIN_MODELS["ddgan"].config_kwargs is from_config
     assert kwargs["backbone"] == "osnet_x0_25" and kwargs["dd_scales"] == 1
     model = ddgan(3, pretrained=False, **kwargs)
     assert model.eval()(images).shape == (4, 128)
@@ -252,7 +253,7 @@ def test_from_config_builds_the_default_model(images):
 def test_osnet_reid_weights_load_into_the_trunk(osnet_msmt17_weights):
     trunk = build_trunk("osnet_x0_25")
     before = trunk.conv1.conv.weight.clone()
-    report = trunk.load_weights(osnet_msmt17_weights)
+    report = trunk.load_weights(weights.read(osnet_msmt17_weights))
     assert not torch.equal(before, trunk.conv1.conv.weight)
     assert report.missing == [] and report.mismatched == []
     assert len(report.loaded) == len(trunk.state_dict())
@@ -268,5 +269,5 @@ def test_backbone_weights_option_loads_through_ddgan(osnet_msmt17_weights):
 
 
 def test_weights_for_another_backbone_are_refused(osnet_msmt17_weights):
-    with pytest.raises(ValueError, match="right backbone"):
-        build_trunk("resnet18", weights=osnet_msmt17_weights)
+    with pytest.raises(weights.CheckpointError, match="no tensor fits ResNetTrunk"):
+        build_trunk("resnet18", weights=weights.read(osnet_msmt17_weights))

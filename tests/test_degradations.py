@@ -208,3 +208,37 @@ def test_bad_ranges_name_the_key():
     node.compose_p = 0.0
     with pytest.raises(ValueError, match=r"degradation\.compose_p"):
         D.build_degradation(node)
+
+
+def _viper_images(viper_root, count=20):
+    folder = os.path.join(viper_root, "VIPeR", "cam_a")
+    return [Image.open(os.path.join(folder, name)).convert("RGB") for name in sorted(os.listdir(folder))[:count]]
+
+
+@pytest.mark.parametrize("factor", [1.5, 2.0, 3.0, 4.0, 5.0])
+def test_resolution_tensor_path_matches_the_pil_path(viper_root, factor):
+    """Memory replay's tensor path of the resolution degradation, against the PIL path on real VIPeR
+    images (0-255): within TENSOR_PATH_TOLERANCE, the PIL path rounding and clamping to 8 bits."""
+    import torch
+
+    differences = []
+    for img in _viper_images(viper_root):
+        pil = _arr(D.downsample(img, factor))
+        x = torch.from_numpy(_arr(img)).permute(2, 0, 1).float()
+        tensor = D.Resolution((1.0, 8.0)).apply_tensor(x, factor=factor).permute(1, 2, 0).double().numpy()
+        differences.append(np.abs(np.clip(np.rint(tensor), 0, 255) - pil))
+    differences = np.stack(differences)
+    assert differences.mean() <= D.TENSOR_PATH_TOLERANCE["mean"], differences.mean()
+    assert differences.max() <= D.TENSOR_PATH_TOLERANCE["max"], differences.max()
+
+
+def test_the_mlr_protocol_draws_its_factors_from_the_mlr_set(viper_image):
+    rng = np.random.default_rng(0)
+    factors = []
+    for _ in range(60):
+        img, params = D.mlr_downsample(viper_image, rng)
+        factors.append(params["factor"])
+        assert img.size == viper_image.size
+    assert set(factors) == set(D.MLR_FACTORS)
+    img, params = D.PROTOCOL_DEGRADATIONS["lowlight"](viper_image, np.random.default_rng(0))
+    assert 2.0 <= params["gamma"] <= 3.5 and _arr(img).mean() < _arr(viper_image).mean()

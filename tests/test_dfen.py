@@ -6,12 +6,12 @@ import pytest
 import torch
 import torchreid
 
-from direid_plugin import run
-from direid_plugin.checkpoint import CheckpointError, save_checkpoint
+from direid_plugin import build, run, weights
 from direid_plugin.config import load_config
-from direid_plugin.engines.dfen_engine import DFENEngine
+from direid_plugin.engines.checkpointing import save_checkpoint
 from direid_plugin.models.ddgan import DDGAN
-from direid_plugin.models.dfen import DFEN
+from direid_plugin.models.dfen import DFEN, dfen
+from direid_plugin.weights import CheckpointError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OFFICIAL = os.path.join(REPO, "configs", "dfen", "dfen_official.yaml")
@@ -47,9 +47,8 @@ def _opts(tmp_path, checkpoint, weights, *extra):
 
 
 def _engine(cfg):
-    torchreid.utils.set_random_seed(cfg.train.seed)
-    dm = run.build_datamanager(cfg)
-    return DFENEngine(dm, run.build_model(cfg, dm.num_train_pids), cfg)
+    """The engine of a run of ``cfg`` (engines/builder.py, through the registry)."""
+    return build.build_run(cfg)
 
 
 def _batch(engine):
@@ -165,7 +164,7 @@ def test_each_loss_term_reaches_its_head_and_the_fused_loss_both_branches(cache,
 def test_stage1_checkpoint_loads_into_dfen(cache, tmp_path, stage1, osnet_msmt17_weights):
     path, ddgan = stage1
     cfg = load_config(OFFICIAL, _opts(tmp_path, path, osnet_msmt17_weights, "dfen.attention", "guided"))
-    model = run.build_model(cfg, NUM_IDS)
+    model = build.build_model(cfg, NUM_IDS)
     source = ddgan.state_dict()
     own = model.state_dict()
     for prefix in ("content_encoder.trunk.", "content_encoder.head.", "degradation_discriminator."):
@@ -181,35 +180,40 @@ def test_stage1_checkpoint_loads_into_dfen(cache, tmp_path, stage1, osnet_msmt17
     # w/o DIL: E_c keeps its own init; nothing is read from stage 1.
     cfg = load_config(OFFICIAL, _opts(tmp_path, path, osnet_msmt17_weights, "dfen.use_dil", "False"))
     trunk_key = next(k for k in source if k.startswith("content_encoder.trunk.") and k.endswith("weight"))
-    assert not torch.equal(run.build_model(cfg, NUM_IDS).state_dict()[trunk_key], source[trunk_key])
+    assert not torch.equal(build.build_model(cfg, NUM_IDS).state_dict()[trunk_key], source[trunk_key])
 
 
 def test_wrong_or_missing_stage1_checkpoint_errors_clearly(tmp_path):
     wrong = tmp_path / "wrong" / "model.pth.tar-2"
     _write_ddgan(wrong, feat_inv_dim=32)
     with pytest.raises(CheckpointError, match=r"model\.pth\.tar-2.*content_encoder\.head.*identity_fuse"):
-        DFEN(NUM_IDS, feat_inv_dim=FEAT_INV, ddgan_checkpoint=str(wrong))
+        dfen(NUM_IDS, pretrained=False, feat_inv_dim=FEAT_INV, ddgan_checkpoint=str(wrong))
     missing = tmp_path / "nowhere.pth.tar"
     with pytest.raises(CheckpointError, match=r"dfen\.ddgan_checkpoint.*nowhere\.pth\.tar"):
-        DFEN(NUM_IDS, feat_inv_dim=FEAT_INV, ddgan_checkpoint=str(missing))
+        dfen(NUM_IDS, pretrained=False, feat_inv_dim=FEAT_INV, ddgan_checkpoint=str(missing))
     # Table 3 "w/o multi-scale": a single-level E_c loads a single-level stage 1, not a multi-scale one.
     single = tmp_path / "single" / "model.pth.tar-2"
     ddgan = _write_ddgan(single, multi_scale=False)
-    model = DFEN(NUM_IDS, feat_inv_dim=FEAT_INV, multi_scale=False, ddgan_checkpoint=str(single)).eval()
+    model = DFEN(NUM_IDS, feat_inv_dim=FEAT_INV, multi_scale=False, ddgan_checkpoint=weights.read(str(single))).eval()
     assert torch.equal(model.content_encoder.head.identity_fuse[1].weight,
                        ddgan.content_encoder.head.identity_fuse[1].weight)
     assert model(torch.randn(2, 3, 64, 32)).shape == (2, FEAT_INV + 512)
     with pytest.raises(CheckpointError, match="content_encoder.head"):
-        DFEN(NUM_IDS, feat_inv_dim=FEAT_INV, multi_scale=False, ddgan_checkpoint=str(wrong))
+        DFEN(NUM_IDS, feat_inv_dim=FEAT_INV, multi_scale=False, ddgan_checkpoint=weights.read(str(wrong)))
     with pytest.raises(ValueError, match="dfen.shared_trunk: resnet50.layer4 expects 1024"):
         DFEN(NUM_IDS, feat_inv_dim=FEAT_INV, sen_backbone="resnet50", shared_trunk=True)
 
 
 def test_memory_replay_re_degrades_and_trains_only_through_the_augmented_branch(cache, tmp_path, stage1,
-                                                                                 osnet_msmt17_weights):
+                                                                                 osnet_msmt17_weights, monkeypatch):
     cfg = load_config(OFFICIAL, _opts(tmp_path, stage1[0], osnet_msmt17_weights))
+    reads = []
+    load_checkpoint = weights.load_checkpoint
+    monkeypatch.setattr(weights, "load_checkpoint", lambda path, *a, **k: reads.append(path) or load_checkpoint(path, *a, **k))
     engine = _engine(cfg)
     engine.prepare_training()
+    # The model and the replay copy share one read of the stage-1 checkpoint.
+    assert reads.count(str(stage1[0])) == 1
     replay, model = engine.replay, engine.model
     train_items = engine.datamanager.train_loader.dataset.train
     assert replay.bank.shape == (len(train_items), 128)
@@ -247,7 +251,7 @@ def test_cli_stage2_run_writes_checkpoints_and_results(cache, tmp_path, stage1, 
     ckpt = save_dir / "model" / "model.pth.tar-1"
     state = torchreid.utils.load_checkpoint(str(ckpt))
     assert state["epoch"] == 1 and state["optimizer"]["state"]
-    initial = run.build_model(load_config(OFFICIAL, _opts(tmp_path, stage1[0], osnet_msmt17_weights)), NUM_IDS)
+    initial = build.build_model(load_config(OFFICIAL, _opts(tmp_path, stage1[0], osnet_msmt17_weights)), NUM_IDS)
     key = "heads.fused.classifier.weight"
     assert not torch.equal(state["state_dict"][key], initial.state_dict()[key])  # it trained
     trained = json.loads((save_dir / "results.json").read_text())["results"]["synthetic_mlr_tiny"]
@@ -260,14 +264,21 @@ def test_cli_stage2_run_writes_checkpoints_and_results(cache, tmp_path, stage1, 
 
 
 def test_resample_replay_lowers_detail_with_seeded_factors():
+    from direid_plugin.config import get_default_config
+    from direid_plugin.data.degradations import build_degradation
     from direid_plugin.engines.memory_replay import ResampleReplay
 
+    node = get_default_config().degradation  # kinds ['resolution'], U[2, 4]
     x = torch.rand(4, 3, 64, 32)
-    a, b = ResampleReplay((2.0, 4.0), seed=3).augment(x), ResampleReplay((2.0, 4.0), seed=3).augment(x)
+    a, b = (ResampleReplay(build_degradation(node), seed=3).augment(x) for _ in range(2))
     assert torch.equal(a, b) and a.shape == x.shape
     # Down-and-up sampling removes the high frequencies of a noise image: neighbouring pixels agree more.
     detail = lambda t: (t[..., 1:, :] - t[..., :-1, :]).abs().mean()
     assert detail(a) < 0.6 * detail(x)
+    # A kind without a tensor path is refused by name, not silently skipped.
+    node.kinds = ["resolution", "jpeg"]
+    with pytest.raises(ValueError, match=r"dfen.memory_replay 'resample'.*\['jpeg'\] have no tensor path"):
+        ResampleReplay(build_degradation(node))
 
 
 def test_resume_continues_the_resample_replay_stream_and_matches_an_uninterrupted_run(cache, tmp_path, stage1,

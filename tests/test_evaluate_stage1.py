@@ -1,14 +1,13 @@
 """tools/evaluate_stage1.py on real VIPeR test images: reconstruction errors, the D_d order of real
 HR/LR images, the degradation-space correlation, and the command's checkpoints and table."""
 import glob
-import os
 
 import pytest
 import torch
 import torch.nn as nn
 
 from conftest import TINY_VIPER_IDENTITIES
-from direid_plugin.checkpoint import save_checkpoint
+from direid_plugin.engines.checkpointing import save_checkpoint
 from direid_plugin.cli import evaluate_stage1 as cli
 from direid_plugin.config import load_config
 from direid_plugin.data.degradations import Compose, Resolution

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torchreid
 
-from direid_plugin import run
 from direid_plugin.config import ConfigError, load_config
 from direid_plugin.engines.builder import build_engine
-from direid_plugin.engines.evaluation import extract_features
+from direid_plugin.evaluation.tables import run_headers, run_rows
+from direid_plugin.evaluation.test_step import extract_features
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def model(pku_datamanager):
 
 
 def evaluate(datamanager, model, evaluator, **kwargs):
-    engine = build_engine(load_config(opts=["test.evaluator", evaluator]), datamanager, model, use_gpu=False)
+    engine = build_engine(load_config(opts=["test.evaluator", evaluator]), datamanager, model)
     loaders = datamanager.test_loader["pku_reid"]
     engine._evaluate(dataset_name="pku_reid", query_loader=loaders["query"], gallery_loader=loaders["gallery"],
                      ranks=[1, 5, 10], **kwargs)
@@ -41,9 +41,9 @@ def test_plugin_and_torchreid_evaluators_agree(pku_datamanager, model, rerank, c
     if rerank:
         assert "re-ranking (plugin)" in plugin_out and "re-ranking (torchreid)" in torchreid_out
     # The results table carries mINP (NaN where the evaluator gives none).
-    assert run.result_headers([1, 5])[-2:] == ["mAP", "mINP"]
-    assert run.results_rows(plugin, "m", [1, 5])[0][-1] == pytest.approx(100 * ours["mINP"])
-    assert np.isnan(run.results_rows(torchreid_engine, "m", [1, 5])[0][-1])
+    assert run_headers([1, 5])[-2:] == ["mAP", "mINP"]
+    assert run_rows(plugin.eval_results, "m", [1, 5])[0][-1] == pytest.approx(100 * ours["mINP"])
+    assert np.isnan(run_rows(torchreid_engine.eval_results, "m", [1, 5])[0][-1])
 
 
 def test_ranked_list_pictures_from_the_plugin_evaluator(pku_datamanager, model, tmp_path):
@@ -61,17 +61,18 @@ def test_ranked_list_pictures_from_the_plugin_evaluator(pku_datamanager, model, 
 ])
 def test_bad_evaluation_settings_are_config_errors(pku_datamanager, model, opts, message):
     with pytest.raises(ConfigError, match=message):
-        build_engine(load_config(opts=opts), pku_datamanager, model, use_gpu=False)
+        build_engine(load_config(opts=opts), pku_datamanager, model)
 
 
 @pytest.mark.parametrize("flip", [False, True])
 def test_test_flip_averages_every_engines_features_with_the_mirror(pku_datamanager, model, flip):
     """test.flip applies to a stock torchreid engine as to DFEN, so baselines are tested alike."""
-    engine = build_engine(load_config(opts=["test.flip", str(flip)]), pku_datamanager, model, use_gpu=False)
+    engine = build_engine(load_config(opts=["test.flip", str(flip)]), pku_datamanager, model)
     query = pku_datamanager.test_loader["pku_reid"]["query"]
     model.eval()  # as torchreid's test() sets it
     with torch.no_grad():
-        features, _, _ = extract_features(engine, query, "query")
+        features, _, _ = extract_features(engine.extract_features, engine.parse_data_for_eval, query,
+                                          torch.device("cpu"), flip=engine.settings.flip)
     images = torch.cat([engine.parse_data_for_eval(data)[0] for data in query])
     with torch.no_grad():
         plain, mirrored = model(images), model(images.flip(3))

@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from direid_plugin.checkpoint import save_checkpoint
+from direid_plugin.engines.checkpointing import save_checkpoint
 from direid_plugin.cli import export_onnx as cli_export
 from direid_plugin.data.pairs import pair_transform
 from direid_plugin.models.ddgan import DDGAN
@@ -83,5 +83,5 @@ def test_a_torchreid_checkpoint_is_a_one_line_error(osnet_msmt17_weights, tmp_pa
     with pytest.raises(SystemExit) as exit_info:
         cli_export.main(["--weights", osnet_msmt17_weights, "--output-dir", str(tmp_path)])
     assert exit_info.value.code.startswith(
-        f"error: --weights {osnet_msmt17_weights} is neither a DDGAN nor a DFEN checkpoint, but this command needs "
+        f"error: --weights {osnet_msmt17_weights} is not a checkpoint of a plugin model (ddgan, dfen), but this command needs "
         "a DFEN checkpoint (stage 2")

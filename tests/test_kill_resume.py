@@ -15,18 +15,16 @@ import threading
 
 import torch
 
-from direid_plugin.checkpoint import PAUSE_BEFORE_RENAME_ENV, latest_valid
-from direid_plugin.engines.checkpointing import (
-    TrainingClock, find_resume_checkpoint, record_training_time, restore_training_time,
-)
+from direid_plugin.engines.checkpointing import TrainingClock, find_resume_checkpoint, latest_valid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "baselines", "osnet_x0_25_pku_softmax.yaml")
+PAUSE_LAUNCHER = os.path.join(REPO, "tests", "pause_before_rename.py")
 TIMEOUT = 300
 
 
-def _command(pku_root, save_dir, *extra):
-    return [sys.executable, os.path.join(REPO, "tools", "train.py"), "--config-file", CONFIG,
+def _command(pku_root, save_dir, *extra, launcher=()):
+    return [sys.executable, *launcher, os.path.join(REPO, "tools", "train.py"), "--config-file", CONFIG,
             "data.root", os.path.dirname(pku_root), "data.save_dir", str(save_dir), "data.height", "64",
             "data.width", "32", "data.workers", "0", "train.max_epoch", "3", "test.eval_freq", "1",
             "train.print_freq", "10", "train.seed", "7", "engine.progress", "False", "use_gpu", "False", *extra]
@@ -71,8 +69,8 @@ def test_sigkill_mid_save_and_mid_epoch_then_resume_matches_uninterrupted_run(pk
     folder = save_dir / "model"
 
     # 1. Killed while saving checkpoint 2: its complete temporary file is never renamed.
-    run = Run(_command(pku_root, save_dir), **{PAUSE_BEFORE_RENAME_ENV: "model.pth.tar-2"})
-    run.wait_for("test hook:")
+    run = Run(_command(pku_root, save_dir, launcher=(PAUSE_LAUNCHER, "model.pth.tar-2")))
+    run.wait_for("paused before renaming")
     run.kill()
     temps = glob.glob(str(folder / ".tmp-*"))
     assert len(temps) == 1 and os.path.getsize(temps[0]) > 0
@@ -116,26 +114,21 @@ class _FakeNow:
         return self.t
 
 
-class _Engine:
-    def __init__(self, now):
-        self.clock = TrainingClock(now)
-
-
 def test_training_clock_adds_the_seconds_a_checkpoint_recorded(capsys):
     now = _FakeNow()
-    first = _Engine(now)
+    first = TrainingClock(now)
     now.t += 30
-    state = record_training_time(first, {"epoch": 2})
+    state = {"epoch": 2, "train_seconds": first.seconds()}  # what an engine's checkpoint records
     assert state["train_seconds"] == 30
 
     now.t += 500  # the machine was off; a new invocation resumes from that checkpoint
-    second = _Engine(now)
-    restore_training_time(second, state, "ckpt-2")
+    second = TrainingClock(now)
+    second.resume_from(state, "ckpt-2")
     now.t += 12
-    assert second.clock.seconds() == 42
+    assert second.seconds() == 42
 
-    old = _Engine(now)  # a checkpoint written before the clock existed: counted from the resume, and said so
-    restore_training_time(old, {"epoch": 2}, "old-ckpt")
+    old = TrainingClock(now)  # a checkpoint written before the clock existed: counted from the resume, and said so
+    old.resume_from({"epoch": 2}, "old-ckpt")
     now.t += 5
-    assert old.clock.seconds() == 5
+    assert old.seconds() == 5
     assert '"old-ckpt" records no training time' in capsys.readouterr().out

@@ -13,6 +13,7 @@ from direid_plugin.losses import (content_invariance_loss, d_adversarial, discri
                                   ranking_g_loss)
 from direid_plugin.models.discriminator import MultiScaleDiscriminator
 from direid_plugin.models.identity_encoder import IdentityEncoder
+from direid_plugin.weights import read as read_weights
 
 
 def const_maps(*values):
@@ -202,7 +203,7 @@ def test_kl_detach_gives_no_gradient_to_the_target():
 
 
 def test_identity_preserving_loss_reaches_only_the_generated_images(osnet_msmt17_weights, images):
-    eid = IdentityEncoder("osnet_x0_25", osnet_msmt17_weights)
+    eid = IdentityEncoder("osnet_x0_25", read_weights(osnet_msmt17_weights))
     source = images.clone().requires_grad_(True)
     generated = (images + 0.5 * torch.randn_like(images)).requires_grad_(True)
     loss = identity_preserving_loss(eid, generated, source, "l1")

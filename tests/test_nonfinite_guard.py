@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from direid_plugin import run
+from direid_plugin import build
 from direid_plugin.config import load_config
 from direid_plugin.engines.builder import build_engine
 from direid_plugin.engines.guards import NonFiniteGuard, TrainingDiverged
@@ -102,9 +102,9 @@ def _stock_engine(pku_root, save_dir):
                                "data.height", "64", "data.width", "32", "data.workers", "0", "use_gpu", "False",
                                "engine.progress", "False", "engine.max_nonfinite_steps", "3"])
     torch.manual_seed(0)
-    datamanager = run.build_datamanager(cfg)
-    model = run.build_model(cfg, datamanager.num_train_pids)
-    return build_engine(cfg, datamanager, model, use_gpu=False), model
+    datamanager = build.build_datamanager(cfg)
+    model = build.build_model(cfg, datamanager.num_train_pids)
+    return build_engine(cfg, datamanager, model), model
 
 
 def _nan_output_hook(bad_batches, seen):
@@ -117,7 +117,7 @@ def _nan_output_hook(bad_batches, seen):
 def test_stock_softmax_engine_skips_nan_batches_then_stops_and_keeps_the_last_good_checkpoint(
         pku_root, tmp_path, capsys):
     engine, model = _stock_engine(pku_root, tmp_path)
-    assert type(engine).__name__ == "ImageSoftmaxEngine"
+    assert type(engine).__name__ == "SoftmaxEngine"  # torchreid's ImageSoftmaxEngine with the plugin mixin
     seen = []
     handle = model.register_forward_hook(_nan_output_hook({1, 3}, seen))
     batches = iter(engine.train_loader)

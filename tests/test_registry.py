@@ -31,8 +31,8 @@ def test_import_reload_and_reregister_are_idempotent():
     before_models = dict(registry.model_factory())
     before_datasets = dict(registry.dataset_registry())
     importlib.reload(direid_plugin)
-    registry.register_all()
-    registry.register_all()
+    direid_plugin.register_all()
+    direid_plugin.register_all()
     assert set(registry.model_factory()) == set(before_models)
     assert set(registry.dataset_registry()) == set(before_datasets)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from direid_plugin.evaluation.query_blocks import NoValidQueryError
-from direid_plugin.evaluation.single_shot import evaluate_single_shot, rank_at, results_table, summarise_splits
+from direid_plugin.evaluation.single_shot import evaluate_single_shot, rank_at, summarise_splits
 
 # Gallery: identities a, b, c with two images each, columns a0 a1 b0 b1 c0 c1.
 G_PIDS = np.array([0, 0, 1, 1, 2, 2])
@@ -114,12 +114,3 @@ def test_summarise_splits_mean_and_population_std():
     assert summary["rank5"] == pytest.approx((1.0, 0.0))  # rank past the CMC end
     assert summary["mAP"] == pytest.approx((0.6, 0.1))
     assert rank_at(splits[0]["cmc"], 2) == 0.5
-
-
-def test_results_table_cells():
-    splits = [{"cmc": np.array([0.2, 0.5, 1.0]), "mAP": 0.5}, {"cmc": np.array([0.4, 0.9, 1.0]), "mAP": 0.7}]
-    table = results_table([("DI-REID", splits), ("baseline", splits[:1])], ranks=(1, 2))
-    lines = table.splitlines()
-    assert [c.strip() for c in lines[0].strip("|").split("|")] == ["", "Rank-1", "Rank-2", "mAP"]
-    assert [c.strip() for c in lines[2].strip("|").split("|")] == ["DI-REID", "30.0 ± 10.0", "70.0 ± 20.0", "60.0 ± 10.0"]
-    assert [c.strip() for c in lines[3].strip("|").split("|")] == ["baseline", "20.0 ± 0.0", "50.0 ± 0.0", "50.0 ± 0.0"]

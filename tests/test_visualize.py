@@ -9,7 +9,7 @@ import torch.nn as nn
 from PIL import Image
 
 from conftest import TINY_VIPER_IDENTITIES
-from direid_plugin.checkpoint import save_checkpoint
+from direid_plugin.engines.checkpointing import save_checkpoint
 from direid_plugin.cli import visualize as cli_visualize
 from direid_plugin.config import load_config
 from direid_plugin.data.degradations import Compose, Resolution

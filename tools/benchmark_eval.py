@@ -97,7 +97,7 @@ def measure(spec):
     """Child: time one call, record its memory, save its output to ``spec['out']`` (npz)."""
     import torch
 
-    import direid_plugin  # noqa: F401  (installs the plugin's evaluate_cy, as users get it)
+    import direid_plugin  # noqa: F401  (imported as users import it)
     from direid_plugin.evaluation.ranking import evaluate_ranking
 
     qf, gf, *labels = random_data(spec["num_query"], spec["num_gallery"], spec["seed"])

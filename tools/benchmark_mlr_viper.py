@@ -25,12 +25,11 @@ import json
 import os
 
 import numpy as np
-from tabulate import tabulate
 
 import direid_plugin  # noqa: F401
 from direid_plugin.config import derive, load_config
 from direid_plugin.data.datasets import VALIDATION_IDS, validation_name
-from direid_plugin.evaluation.single_shot import rank_at, summarise_splits
+from direid_plugin.evaluation.tables import paired_differences_table, splits_table, time_ratios
 from direid_plugin.pipeline import run_pipeline
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "benchmarks", "mlr_viper_osnet.yaml")
@@ -51,44 +50,6 @@ def _baseline_and_direid(split_results):
     """Labels of the first (the toolbox baseline) and last (DI-REID end to end) pipeline rows."""
     labels = list(split_results)
     return labels[0], labels[-1]
-
-
-def summary_table(per_split):
-    """Every model and query set: R-k and mAP as mean ± std over the splits, mean train minutes."""
-    rows = []
-    for label in per_split[0]:
-        seconds = [split[label]["train_seconds"] for split in per_split]
-        for dataset in per_split[0][label]["results"]:
-            summary = summarise_splits([split[label]["results"][dataset] for split in per_split], RANKS)
-            rows.append([label, dataset] + [f"{100 * m:.1f} ± {100 * s:.1f}" for m, s in summary.values()]
-                        + [f"{np.mean(seconds) / 60:.1f}"])
-    headers = ["model", "queries", *(f"R{r}" for r in RANKS), "mAP", "train min"]
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
-
-
-def time_ratios(per_split):
-    """DI-REID's training time over the baseline's, split by split (both measured in that split's run)."""
-    ratios = []
-    for split in per_split:
-        baseline, direid = _baseline_and_direid(split)
-        ratios.append(split[direid]["train_seconds"] / split[baseline]["train_seconds"])
-    return ratios
-
-
-def paired_differences(per_split, splits, ratios):
-    """DI-REID minus the baseline on the same split, per query set (R1, mAP in points), and their mean."""
-    baseline, direid = _baseline_and_direid(per_split[0])
-    datasets = list(per_split[0][baseline]["results"])
-    rows = []
-    for split_id, split, ratio in zip(splits, per_split, ratios):
-        row = [str(split_id)]
-        for dataset in datasets:
-            ours, theirs = split[direid]["results"][dataset], split[baseline]["results"][dataset]
-            row += [100 * (rank_at(ours["cmc"], 1) - rank_at(theirs["cmc"], 1)), 100 * (ours["mAP"] - theirs["mAP"])]
-        rows.append(row + [ratio])
-    rows.append(["mean"] + [float(np.mean(column)) for column in list(zip(*rows))[1:]])
-    headers = ["split"] + [f"{d} {m}" for d in datasets for m in ("dR1", "dmAP")] + ["time ratio"]
-    return tabulate(rows, headers=headers, tablefmt="github", floatfmt=("",) + ("+.1f",) * 2 * len(datasets) + (".2f",))
 
 
 def main(argv=None):
@@ -121,11 +82,11 @@ def main(argv=None):
                 if args.validation else "test identities")
     print(f"\nMLR-VIPeR {protocol}, splits {args.splits}, single-shot ({cfg.test.single_shot_trials} trials), "
           "mean ± std (population) over splits")
-    print(summary_table(per_split))
-    ratios = time_ratios(per_split)
+    print(splits_table(per_split, RANKS))
+    baseline, direid = _baseline_and_direid(per_split[0])
     print("\nDI-REID minus baseline per split (points; R1 and mAP) and DI-REID's train time / the baseline's:")
-    print(paired_differences(per_split, args.splits, ratios))
-    ratio = float(np.mean(ratios))
+    print(paired_differences_table(per_split, args.splits, direid, baseline))
+    ratio = float(np.mean(time_ratios(per_split, direid, baseline)))
     print(f"DI-REID train time / baseline train time: {ratio:.2f}x")
     with open(os.path.join(cfg.data.save_dir, "benchmark.json"), "w") as f:
         json.dump({"splits": args.splits, "per_split": per_split, "time_ratio": ratio}, f, indent=1)

@@ -4,7 +4,7 @@ import contextlib
 import os
 import sys
 
-from direid_plugin.checkpoint import CheckpointError
+from direid_plugin.weights import CheckpointError
 from direid_plugin.config import ConfigError, load_config
 from direid_plugin.data.image_io import ImageReadError
 from direid_plugin.data.manifest import ManifestError

@@ -26,7 +26,7 @@ import torch
 from tabulate import tabulate
 
 import direid_plugin  # noqa: F401  (registers the plugin with torchreid)
-from direid_plugin import run
+from direid_plugin import build
 from direid_plugin.cli.common import add_config_arguments, config_from_args, one_line_errors
 from direid_plugin.config import ConfigError, derive
 from direid_plugin.data.degradations import build_degradation
@@ -72,7 +72,7 @@ def evaluate(cfg, args):
     space_paths = [item[0] for item in sample_items(dataset.gallery, args.num_images, args.seed)]
     space_degradation = build_degradation(derive(cfg, {"degradation.kinds": ["resolution"],
                                                        "degradation.resolution_range": list(args.factor_range)}).degradation)
-    device = torch.device("cuda" if run.use_gpu(cfg) else "cpu")
+    device = torch.device("cuda" if build.use_gpu(cfg) else "cpu")
     print(f"=> {target} test split: {len(hr_items)} HR images self-degraded by {list(cfg.degradation.kinds)} "
           f"(seed {args.seed}); {len(space_paths)} gallery images down-sampled by U{list(args.factor_range)} for the "
           "degradation space")

@@ -12,17 +12,16 @@ import sys
 
 import direid_plugin  # noqa: F401  (registers the plugin with torchreid)
 from direid_plugin.cli.common import add_config_arguments, config_from_args, one_line_errors
-from direid_plugin.export.onnx import export_ddgan, export_dfen, graph_signature
+from direid_plugin.export.onnx import graph_signature
 from direid_plugin.models.trained import load_trained_model
+from direid_plugin.registry import PLUGIN_MODELS
 
 
 def export(cfg, args):
     """``{graph name: path}`` of the exported graphs."""
     model, name = load_trained_model(cfg, args.weights, ("dfen", "ddgan"))
     output_dir = args.output_dir or os.path.join(cfg.data.save_dir, "onnx")
-    size = (cfg.data.height, cfg.data.width)
-    paths = export_dfen(model, output_dir, *size, cfg.test.flip) if name == "dfen" \
-        else export_ddgan(model, output_dir, *size)
+    paths = PLUGIN_MODELS[name].exporter()(model, output_dir, cfg)
     for graph, path in paths.items():
         print(f"=> {graph}: {graph_signature(path)}: {path}")
     return paths

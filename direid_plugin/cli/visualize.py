@@ -17,8 +17,8 @@ import torch
 from torchreid.reid.data.transforms import build_transforms
 
 import direid_plugin  # noqa: F401  (registers the plugin with torchreid)
-from direid_plugin import run
-from direid_plugin.checkpoint import CheckpointError
+from direid_plugin import build
+from direid_plugin.weights import CheckpointError
 from direid_plugin.cli.common import add_config_arguments, config_from_args, one_line_errors
 from direid_plugin.config import ConfigError, derive
 from direid_plugin.data.degradations import DEGRADATIONS, build_degradation
@@ -43,7 +43,7 @@ def _at_least(minimum):
 def _setup(cfg, args, accepted):
     """(model on the configured device, its name, device, target name, target dataset)."""
     model, name = load_trained_model(cfg, args.weights, accepted)
-    device = torch.device("cuda" if run.use_gpu(cfg) else "cpu")
+    device = torch.device("cuda" if build.use_gpu(cfg) else "cpu")
     target, dataset = picture_dataset(cfg)
     return model.to(device), name, device, target, dataset
 

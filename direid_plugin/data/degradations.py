@@ -1,4 +1,4 @@
-"""Image degradations for self-degradation pairs and degraded Re-ID protocols.
+"""Image degradations: the only place a degradation is defined.
 
 Every degradation maps a PIL RGB image to a PIL RGB image of the same size, draws its random
 parameters from an explicit ``numpy.random.Generator`` (never the global RNG), and reports them
@@ -6,16 +6,28 @@ together with a ``severity`` in [0, 1): 0 is the clean image, larger is more deg
 are absolute (they depend on the parameter, not on the configured range), so images degraded
 under different configs stay comparable as ranking labels.
 
-``build_degradation(cfg.degradation)`` gives a ``Compose`` over the configured kinds; the number
-of kinds applied to one image is Binomial(n, p) conditioned on >= 1, in random order
-(METHOD_SPEC 2.3, "mixtures").
+Users of them:
+
+* the self-degradation prior of stage-1 pairs and of pictures: ``build_degradation(cfg.degradation)``
+  gives a ``Compose`` over the configured kinds; the number of kinds applied to one image is
+  Binomial(n, p) conditioned on >= 1, in random order (docs/method.md, "Self-degradation");
+* memory replay ``resample`` re-degrades normalised image batches on their device through the
+  tensor path (``Compose.apply_to_batch``), which a kind provides where speed needs it
+  (``Resolution``: within ``TENSOR_PATH_TOLERANCE`` of the PIL path, tests/test_degradations.py);
+* the degraded Re-ID protocols' caches (datasets/protocol_cache.py): ``PROTOCOL_DEGRADATIONS``.
 """
 import io
 import math
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
+
+
+def _reduced(size, factor):
+    return max(1, int(size / factor))
 
 
 def downsample(img, factor):
@@ -25,8 +37,23 @@ def downsample(img, factor):
     (floor(W/f), floor(H/f)), as the official DI-REID code does; up-sampling is bicubic.
     """
     w, h = img.size
-    small = img.resize((max(1, int(w / factor)), max(1, int(h / factor))), Image.BILINEAR)
+    small = img.resize((_reduced(w, factor), _reduced(h, factor)), Image.BILINEAR)
     return small.resize((w, h), Image.BICUBIC)
+
+
+def downsample_tensor(x, factor):
+    """``downsample`` of one image tensor (C, H, W) on its device: torch's antialiased bilinear
+    reduction (built to match Pillow's) and bicubic up-sampling, without Pillow's rounding to 8 bits
+    and clamping. Any per-channel affine normalisation commutes with it."""
+    height, width = x.shape[-2:]
+    small = F.interpolate(x[None], size=(_reduced(height, factor), _reduced(width, factor)), mode="bilinear",
+                          antialias=True, align_corners=False)
+    return F.interpolate(small, size=(height, width), mode="bicubic", align_corners=False)[0]
+
+
+# How far the tensor path of a degradation may be from its PIL path, on 0-255 images (mean, max of
+# the absolute difference; measured on real VIPeR images in tests/test_degradations.py).
+TENSOR_PATH_TOLERANCE = {"mean": 1.0, "max": 24.0}
 
 
 def _saturate(x, half):
@@ -80,6 +107,12 @@ class Degradation:
     def apply(self, img, **params):
         raise NotImplementedError
 
+    has_tensor_path = False
+
+    def apply_tensor(self, x, **params):
+        """``apply`` on one image tensor (C, H, W), for kinds with ``has_tensor_path``."""
+        raise NotImplementedError(f"degradation '{self.name}' has no tensor path")
+
     def severity(self, **params):
         raise NotImplementedError
 
@@ -109,6 +142,11 @@ class Resolution(Degradation):
 
     def apply(self, img, factor):
         return downsample(img, factor)
+
+    has_tensor_path = True
+
+    def apply_tensor(self, x, factor):
+        return downsample_tensor(x, factor)
 
     def severity(self, factor):
         return 1.0 - 1.0 / factor  # the fraction of linear resolution lost
@@ -338,19 +376,38 @@ class Compose:
             if k >= 1:
                 return k
 
-    def __call__(self, img, rng):
+    def _chosen(self, rng):
         k = self.sample_count(rng)
-        order = rng.permutation(len(self.degradations))[:k]
+        return [self.degradations[i] for i in rng.permutation(len(self.degradations))[:k]]
+
+    def __call__(self, img, rng):
         params = {"applied": []}
         clean = 1.0
-        for i in order:
-            degradation = self.degradations[i]
+        for degradation in self._chosen(rng):
             img, kind_params = degradation(img, rng)
             params[degradation.name] = kind_params
             params["applied"].append(degradation.name)
             clean *= 1.0 - kind_params["severity"]
         params["severity"] = 1.0 - clean
         return img, params
+
+    def check_tensor_path(self, option):
+        """Raise ``ValueError`` naming ``option`` when a configured kind has no tensor path."""
+        missing = [d.name for d in self.degradations if not d.has_tensor_path]
+        if missing:
+            raise ValueError(f"{option} re-degrades image tensors, but degradation.kinds {missing} have no tensor path; "
+                             f"kinds with one: {sorted(n for n, c in DEGRADATIONS.items() if c.has_tensor_path)}")
+
+    @torch.no_grad()
+    def apply_to_batch(self, x, rng):
+        """Each image of a batch (B, C, H, W) degraded by its own draw, through the tensor paths."""
+        out = torch.empty_like(x)
+        for i in range(len(x)):
+            image = x[i]
+            for degradation in self._chosen(rng):
+                image = degradation.apply_tensor(image, **degradation.sample(rng))
+            out[i] = image
+        return out
 
     def flat_params(self, params):
         """A fixed-schema ``{"kind.param": float}`` view of ``params``.
@@ -367,6 +424,21 @@ class Compose:
 
     def __repr__(self):
         return f"Compose({self.degradations}, p={self.p})"
+
+
+# The degraded Re-ID protocols (datasets/protocol_cache.py, wrappers.py): ``degrade(img, rng)`` ->
+# (image, parameters recorded in the cache manifest).
+MLR_FACTORS = (2, 3, 4)  # the MLR protocols down-sample each LR-camera image by one of these
+
+
+def mlr_downsample(img, rng):
+    """The MLR degradation: down-sample by a factor drawn from ``MLR_FACTORS`` and resize back."""
+    factor = int(rng.choice(MLR_FACTORS))
+    return downsample(img, factor), {"factor": factor}
+
+
+# The DI-REID low-light degradation: gamma ~ U[2, 3.5], gain ~ U[0.75, 1].
+PROTOCOL_DEGRADATIONS = {"mlr": mlr_downsample, "lowlight": Illumination((2.0, 3.5), (0.75, 1.0))}
 
 
 def build_degradation(node):

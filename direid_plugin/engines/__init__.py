@@ -1,1 +1,1 @@
-"""Training engines (torchreid Engine subclasses) and the evaluation step they share."""
+"""Training engines: torchreid Engine subclasses with the plugin mixin (base.py), built by name (builder.py)."""

@@ -1,4 +1,4 @@
-"""Engine checkpoints in torchreid's layout, written crash-safely, and resuming from them.
+"""Engine checkpoints: written crash-safely in torchreid's layout, found again, and resumed from.
 
 Layout (torchreid's): ``<save_dir>/<registered model name>/model.pth.tar-<epoch>`` holding
 ``state_dict``, ``epoch``, ``rank1``, ``optimizer`` and ``scheduler``, so torchreid's own
@@ -6,26 +6,110 @@ Layout (torchreid's): ``<save_dir>/<registered model name>/model.pth.tar-<epoch>
 plugin adds ``rng`` (exact resume) and omits optimizer/scheduler entries that are None (torchreid
 0.2.5 calls ``.state_dict()`` on them unconditionally and crashes). Engines with training state
 of their own (an AMP scaler, a private random stream) add it through ``checkpoint_extras()`` and
-take it back in ``load_checkpoint_extras(state)``. Checkpoints of a run trained through
-``run.train`` also hold ``train_seconds``, so a resumed run reports its whole training time.
+take it back in ``load_checkpoint_extras(state)``. Every checkpoint also holds ``train_seconds``
+(the engine's ``TrainingClock``), so a resumed run reports its whole training time.
+
+Saves go to a temporary file in the same folder, are fsync'ed and then renamed over the target,
+so a process killed at any moment leaves either the old or the new file, never half of one. Only
+the newest ``keep_last`` files of a series are kept. Reading goes through ``direid_plugin.weights``.
 """
 import glob
 import os
 import os.path as osp
-import shutil
+import re
+import tempfile
 import time
 
-from direid_plugin.checkpoint import (
-    capture_rng_state, latest_valid, load_checkpoint, load_model_state, restore_rng_state, save_checkpoint,
-)
+import torch
+
+from direid_plugin.weights import CheckpointError, load_checkpoint
 
 CHECKPOINT_PREFIX = "model.pth.tar-"
+
+
+def save_checkpoint(state, path, keep_last=0):
+    """Atomically write ``state`` to ``path``; keep only the newest ``keep_last`` of its series.
+
+    The series is every file in the folder that differs from ``path`` only in its trailing
+    number (``model.pth.tar-3``, ``model.pth.tar-7``, ...). ``keep_last <= 0`` keeps all.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".ckpt")
+    except OSError as e:
+        raise CheckpointError(f"cannot write checkpoints to {folder} ({e.strerror}); set data.save_dir to a writable folder") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    _fsync_dir(folder)
+    if keep_last > 0:
+        for old in series(path)[:-keep_last]:
+            os.remove(old)
+    return path
+
+
+def _fsync_dir(folder):
+    """Make the rename itself durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _series_pattern(path):
+    head, number = re.match(r"^(.*?)(\d+)?$", os.path.basename(path)).groups()
+    return head, number is not None
+
+
+def series(path):
+    """Files of ``path``'s series, oldest first (by their trailing number)."""
+    head, numbered = _series_pattern(path)
+    if not numbered:
+        return [path] if os.path.exists(path) else []
+    folder = os.path.dirname(os.path.abspath(path))
+    found = []
+    for candidate in glob.glob(os.path.join(folder, glob.escape(head) + "*")):
+        tail = os.path.basename(candidate)[len(head):]
+        if tail.isdigit():
+            found.append((int(tail), candidate))
+    return [p for _, p in sorted(found)]
+
+
+def latest_valid(path_pattern):
+    """The newest loadable file among those matching a glob pattern (by trailing number), or None."""
+    candidates = sorted(glob.glob(path_pattern), key=_trailing_number)
+    for candidate in reversed(candidates):
+        try:
+            load_checkpoint(candidate)
+        except CheckpointError:
+            continue
+        return candidate
+    return None
+
+
+def _trailing_number(path):
+    match = re.search(r"(\d+)$", os.path.basename(path))
+    return int(match.group(1)) if match else -1
 
 
 class TrainingClock:
     """Wall-clock seconds of a training run across resumes.
 
-    Started when a ``run.train`` invocation starts; a resumed run adds the ``train_seconds`` its
+    Started when a ``run.train`` invocation starts (or with the engine); a resumed run adds the ``train_seconds`` its
     checkpoint recorded, so a run stopped and resumed (a session's end) is not timed from its last
     resume only. Work done after the last checkpoint of a stopped invocation is lost, redone after
     the resume and counted once. Resuming a finished run adds that invocation's final evaluation.
@@ -47,46 +131,6 @@ class TrainingClock:
             print(f'=> "{path}" records no training time (an older checkpoint): the time reported counts from this resume')
 
 
-def record_training_time(engine, state):
-    """Add the engine's training seconds so far to a checkpoint ``state`` (engines without a clock add nothing)."""
-    clock = getattr(engine, "clock", None)
-    if clock is not None:
-        state["train_seconds"] = clock.seconds()
-    return state
-
-
-def restore_training_time(engine, state, path):
-    clock = getattr(engine, "clock", None)
-    if clock is not None:
-        clock.resume_from(state, path)
-
-
-def save_model(self, epoch, rank1, save_dir, is_best=False):
-    """Replacement for ``Engine.save_model``: atomic, None-safe, float rank1, keeps the last K."""
-    rng = capture_rng_state()
-    for name in self.get_model_names():
-        state = {
-            "state_dict": self._models[name].state_dict(),
-            "epoch": epoch + 1,
-            "rank1": float(rank1),
-            "rng": rng,
-        }
-        if self._optims.get(name) is not None:
-            state["optimizer"] = self._optims[name].state_dict()
-        if self._scheds.get(name) is not None:
-            state["scheduler"] = self._scheds[name].state_dict()
-        if hasattr(self, "checkpoint_extras"):
-            state.update(self.checkpoint_extras())
-        record_training_time(self, state)
-        path = osp.join(save_dir, name, f"{CHECKPOINT_PREFIX}{epoch + 1}")
-        save_checkpoint(state, path, keep_last=getattr(self, "keep_last", 0))
-        print(f'Checkpoint saved to "{path}"')
-        if is_best:
-            best = osp.join(save_dir, name, "model-best.pth.tar")
-            shutil.copyfile(path, best + ".tmp")
-            os.replace(best + ".tmp", best)
-
-
 def find_resume_checkpoint(resume, save_dir, model_name):
     """Resolve ``model.resume``: '' -> None, 'auto' -> newest valid checkpoint in save_dir, else a path."""
     if not resume:
@@ -94,33 +138,3 @@ def find_resume_checkpoint(resume, save_dir, model_name):
     if resume != "auto":
         return resume
     return latest_valid(osp.join(save_dir, model_name, glob.escape(CHECKPOINT_PREFIX) + "*"))
-
-
-def resume_engine(engine, resume, save_dir):
-    """Restore every registered model, optimiser, scheduler and the RNG; return the start epoch.
-
-    Engines with more state than torchreid's layout holds (the iteration-based DDGAN engine)
-    provide ``resume_training(resume, save_dir)`` and are delegated to.
-    """
-    if hasattr(engine, "resume_training"):
-        return engine.resume_training(resume, save_dir)
-    start_epoch = 0
-    for name in engine.get_model_names():
-        path = find_resume_checkpoint(resume, save_dir, name)
-        if path is None:
-            print(f"=> model.resume=auto: no checkpoint for '{name}' in {save_dir}; starting from scratch")
-            return 0
-        state = load_checkpoint(path)
-        load_model_state(engine._models[name], state, path)
-        if engine._optims.get(name) is not None and "optimizer" in state:
-            engine._optims[name].load_state_dict(state["optimizer"])
-        if engine._scheds.get(name) is not None and "scheduler" in state:
-            engine._scheds[name].load_state_dict(state["scheduler"])
-        if "rng" in state:
-            restore_rng_state(state["rng"])
-        if hasattr(engine, "load_checkpoint_extras"):
-            engine.load_checkpoint_extras(state)
-        restore_training_time(engine, state, path)
-        start_epoch = state["epoch"]
-        print(f'=> Resumed "{name}" from "{path}" (next epoch {start_epoch + 1})')
-    return start_epoch

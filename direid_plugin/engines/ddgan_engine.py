@@ -14,15 +14,13 @@ from tqdm import tqdm
 
 from torchreid.reid.engine import Engine
 
-from direid_plugin.checkpoint import (
-    capture_rng_state, load_checkpoint, preserved_rng, restore_rng_state, save_checkpoint,
-)
-from direid_plugin.engines.checkpointing import (
-    CHECKPOINT_PREFIX, find_resume_checkpoint, record_training_time, restore_training_time,
-)
 from direid_plugin.data.degradations import build_degradation
 from direid_plugin.data.pairs import build_pair_loader
+from direid_plugin.engines.base import EngineSettings, PluginEngine
+from direid_plugin.engines.checkpointing import CHECKPOINT_PREFIX, find_resume_checkpoint, save_checkpoint
 from direid_plugin.engines.ddgan_trainer import DDGANTrainer
+from direid_plugin.engines.rng import capture_rng_state, preserved_rng, restore_rng_state
+from direid_plugin.weights import load_checkpoint
 from direid_plugin.visualize.grids import save_grid
 
 CHECKPOINT_NAME = "ddgan"
@@ -41,17 +39,16 @@ def train_lr_camids(datamanager, configured):
     return tuple(sorted(declared))
 
 
-class DDGANEngine(Engine):
-    """Alternating D/G training of a ``DDGAN`` model (models/ddgan.py)."""
+class DDGANEngine(PluginEngine, Engine):
+    """Alternating D/G training of a ``DDGAN`` model (models/ddgan.py); ``settings`` default to the config's."""
 
-    def __init__(self, datamanager, model, cfg, use_gpu=True):
-        super().__init__(datamanager, use_gpu)
+    def __init__(self, datamanager, model, cfg, use_gpu=True, settings=None):
+        super().__init__(datamanager, use_gpu, settings=settings or EngineSettings.from_config(cfg))
         self.cfg = cfg
         self.model = model
         self.lr_camids = train_lr_camids(datamanager, list(cfg.ddgan.lr_camids))
-        self.trainer = DDGANTrainer(model, cfg, paired=bool(self.lr_camids))
-        self.trainer.guard.last_good_checkpoint = lambda: self.last_checkpoint
-        self.nonfinite_guard = self.trainer.guard  # build_engine keeps it (and guards save_model)
+        self.nonfinite_guard.where = lambda: f"iteration {self.iteration + 1}"
+        self.trainer = DDGANTrainer(model, cfg, paired=bool(self.lr_camids), guard=self.nonfinite_guard)
         self.register_model(CHECKPOINT_NAME, model, self.trainer.optimizer, self.trainer.scheduler)
         self.pairs = build_pair_loader(
             datamanager.train_loader.dataset.train, build_degradation(cfg.degradation), self.lr_camids,
@@ -59,7 +56,11 @@ class DDGANEngine(Engine):
             workers=cfg.data.workers, seed=cfg.train.seed, norm_mean=cfg.data.norm_mean, norm_std=cfg.data.norm_std,
             pin_memory=self.trainer.device.type == "cuda",
         )
-        self.last_checkpoint = None
+
+    @classmethod
+    def from_config(cls, cfg, datamanager, model, settings, inputs):
+        """The registry's engine constructor (engines/builder.py); runs where the model is."""
+        return cls(datamanager, model, cfg, use_gpu=next(model.parameters()).device.type == "cuda", settings=settings)
 
     @property
     def iteration(self):
@@ -81,25 +82,25 @@ class DDGANEngine(Engine):
             "rank1": float(rank1),
             "rng": capture_rng_state(),
             "pair_stream": {"epoch": epoch, "batch": batch},
+            "train_seconds": self.clock.seconds(),
             **self.trainer.state_dict(),
         }
-        record_training_time(self, state)
-        path = save_checkpoint(state, self.checkpoint_path(save_dir, self.iteration), keep_last=self.cfg.engine.keep_last)
+        path = save_checkpoint(state, self.checkpoint_path(save_dir, self.iteration), keep_last=self.settings.keep_last)
         self.last_checkpoint = path
         return path
 
-    def resume_training(self, resume, save_dir):
+    def resume(self, resume, save_dir):
         """Load ``resume`` ('auto' = newest valid checkpoint in save_dir); returns the iteration."""
         path = find_resume_checkpoint(resume, save_dir, CHECKPOINT_NAME)
         if path is None:
             print(f"=> model.resume=auto: no checkpoint in {osp.join(save_dir, CHECKPOINT_NAME)}; starting from scratch")
             return 0
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, option="model.resume")
         self.model.load_state_dict(state["state_dict"])
         self.trainer.load_state_dict(state)
         restore_rng_state(state["rng"])
         self.pairs.set_position(state["pair_stream"]["epoch"], state["pair_stream"]["batch"])
-        restore_training_time(self, state, path)
+        self.clock.resume_from(state, path)
         self.last_checkpoint = path
         print(f'=> Resumed stage 1 from "{path}" at iteration {self.iteration}')
         return self.iteration
@@ -131,7 +132,7 @@ class DDGANEngine(Engine):
         self.set_model_mode("train")
         stream = iter(self.pairs)
         bar = tqdm(total=o.max_iter, initial=self.iteration, desc="stage 1 (DDGAN)",
-                   disable=not self.cfg.engine.progress, dynamic_ncols=True)
+                   disable=not self.settings.progress, dynamic_ncols=True)
         start, first = time.time(), self.iteration
         while self.iteration < o.max_iter:
             summary = self.forward_backward(next(stream))

@@ -44,7 +44,7 @@ class DDGANTrainer:
     binary real-pair degradation loss needs; unpaired data always uses the ranking form.
     """
 
-    def __init__(self, model, cfg, paired=True):
+    def __init__(self, model, cfg, paired=True, guard=None):
         self.cfg, self.opt, self.model, self.paired = cfg, cfg.ddgan, model, bool(paired)
         self.device = next(model.parameters()).device
         adam = dict(lr=self.opt.lr, betas=(float(self.opt.betas[0]), float(self.opt.betas[1])),
@@ -65,7 +65,8 @@ class DDGANTrainer:
         self.rng = np.random.default_rng(cfg.train.seed)  # self/real choice and the random D fake
         self.last_outputs = None
         # A NaN/inf loss or gradient skips that optimiser's step; too many in a row stop training.
-        self.guard = NonFiniteGuard(cfg.engine.max_nonfinite_steps, where=lambda: f"iteration {self.iteration + 1}")
+        # An engine passes its own guard (one per engine); alone (benchmarks) the trainer makes one.
+        self.guard = guard or NonFiniteGuard(cfg.engine.max_nonfinite_steps, where=lambda: f"iteration {self.iteration + 1}")
 
     def _input(self, tensor):
         tensor = tensor.to(self.device, non_blocking=True)
@@ -91,7 +92,7 @@ class DDGANTrainer:
     def _forward(self, x_a, x_b, synthetic_b):
         """Content maps, degradation codes, the identity features where a loss needs them, and the four
         decodings x_aa, x_bb, x_ab, x_ba."""
-        m, o = self.model, self.opt
+        o = self.opt
         with_identity = o.w_kl > 0 if synthetic_b else o.w_id > 0
         (f_a, c_a), (f_b, c_b) = self._encode_contents([x_a, x_b], with_identity)
         d_a, d_b = self._encode_degradations((x_a, False), (x_b, synthetic_b))

@@ -1,8 +1,7 @@
 """Stage 2: the DFEN engine, torchreid's ``ImageTripletEngine`` with DFEN's loss.
 
-Epoch-based: torchreid's ``run``/``train`` loop, progress lines, TensorBoard scalars, test and
-checkpointing are used unchanged (the plugin's ``save_model``/``_evaluate`` are installed by
-compat.py). Per batch (paper Eq. 14, weights as in the official code, METHOD_SPEC 5.4):
+Epoch-based: torchreid's ``run``/``train`` loop, progress lines and TensorBoard scalars are used
+unchanged; test and checkpoints are the plugin engines' (engines/base.py). Per batch (paper Eq. 14, weights as in the official code, METHOD_SPEC 5.4):
 
     L = w_inv (CE + Tri)(inv) + w_sen (CE + Tri)(sen) + w_fused (CE + Tri)(fused)
         + w_replay KL(softmax(p_inv(x)).detach() || softmax(p_inv(x_aug)))
@@ -18,20 +17,25 @@ import torch
 from torchreid.reid import metrics
 from torchreid.reid.engine import ImageTripletEngine
 
-from direid_plugin.engines.builder import build_optimizer_and_scheduler
+from direid_plugin import weights
+from direid_plugin.data.degradations import build_degradation
+from direid_plugin.engines.base import EngineSettings, PluginEngine
 from direid_plugin.engines.memory_replay import MemoryReplay, ResampleReplay, check_mode
+from direid_plugin.engines.optimization import build_optimizer_and_scheduler
 from direid_plugin.losses import kl_detach
 from direid_plugin.models.dfen import BRANCHES
 
 
-class DFENEngine(ImageTripletEngine):
+class DFENEngine(PluginEngine, ImageTripletEngine):
     """Trains a ``DFEN`` model (models/dfen.py) from ``cfg.dfen``; optimiser and schedule from ``cfg.train``.
 
     The model's device decides where everything runs (torchreid's CrossEntropyLoss is told to
-    match it); AMP runs only on CUDA (``engine.amp``).
+    match it); AMP runs only on CUDA (``engine.amp``). ``stage1``: the stage-1 checkpoint's
+    ``Weights`` when the caller has read it already (memory replay needs it), else it is read from
+    ``dfen.ddgan_checkpoint`` when needed. ``settings`` default to the config's.
     """
 
-    def __init__(self, datamanager, model, cfg):
+    def __init__(self, datamanager, model, cfg, settings=None, stage1=None):
         self.cfg = cfg
         self.opt = cfg.dfen
         self.device = next(model.parameters()).device
@@ -41,13 +45,21 @@ class DFENEngine(ImageTripletEngine):
             raise ValueError("dfen.w_inv, dfen.w_sen and dfen.w_fused are all 0: at least one identity loss must be on")
         optimizer, scheduler = build_optimizer_and_scheduler(cfg, model)
         super().__init__(datamanager, model, optimizer, margin=self.opt.triplet_margin, scheduler=scheduler,
-                         use_gpu=self.device.type == "cuda", label_smooth=self.opt.label_smooth)
+                         use_gpu=self.device.type == "cuda", label_smooth=self.opt.label_smooth,
+                         settings=settings or EngineSettings.from_config(cfg))
+        self.stage1 = stage1
         self.amp = bool(cfg.engine.amp) and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         # resample needs no stage-1 model, so it exists from the start and a resume can restore its stream
         resample = self.opt.memory_replay == "resample"
-        self.replay = ResampleReplay(cfg.degradation.resolution_range, cfg.train.seed) if resample else None
+        self.replay = ResampleReplay(build_degradation(cfg.degradation), cfg.train.seed) if resample else None
         self._prepared = False
+
+    @classmethod
+    def from_config(cls, cfg, datamanager, model, settings, inputs):
+        """The registry's engine constructor (engines/builder.py): the stage-1 ``Weights`` the model
+        was built from are reused for memory replay."""
+        return cls(datamanager, model, cfg, settings=settings, stage1=inputs.get("ddgan_checkpoint"))
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
@@ -66,15 +78,16 @@ class DFENEngine(ImageTripletEngine):
                              "checkpoint (<stage-1 save_dir>/ddgan/model.pth.tar-<iteration>): train stage 1 first "
                              "(engine.name ddgan) or switch these off")
         if o.memory_replay in ("bank", "shuffle"):
-            self.replay = MemoryReplay.from_config(self.cfg).to(self.device)
+            stage1 = self.stage1 or weights.read(o.ddgan_checkpoint, "dfen.ddgan_checkpoint")
+            self.replay = MemoryReplay.from_config(self.cfg, stage1).to(self.device)
             if o.memory_replay == "bank":
                 dm = self.datamanager
                 self.replay.build_bank(dm.train_loader.dataset.train, dm.transform_te, self.cfg.test.batch_size,
-                                       self.cfg.data.workers, self.cfg.engine.progress)
+                                       self.cfg.data.workers, self.settings.progress)
         self._prepared = True
 
     def checkpoint_extras(self):
-        """Training state beyond torchreid's layout (engines/checkpointing.py): exact resume."""
+        """Training state beyond torchreid's layout (engines/base.py): exact resume."""
         extras = {"scaler": self.scaler.state_dict()}
         if isinstance(self.replay, ResampleReplay):
             extras["replay_rng"] = self.replay.rng_state()

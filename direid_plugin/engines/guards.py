@@ -6,10 +6,10 @@ Like AMP's GradScaler, the guard skips such a step (gradients are zeroed, the op
 state are untouched) and prints one warning line; after ``max_consecutive`` skipped steps in a
 row of one optimiser it raises ``TrainingDiverged`` naming the step and the last good checkpoint.
 
-Every engine built by ``engines.builder.build_engine`` is guarded (``guard_engine``): each
-registered optimiser's ``step`` is wrapped, which covers torchreid's stock engines whose
-``forward_backward`` calls ``optimizer.step()`` itself, and ``save_model`` refuses to write a
-model state holding NaN/inf, so the newest checkpoint on disk is always a good one.
+Every plugin engine is guarded (engines/base.py): each registered optimiser's ``step`` is wrapped,
+which covers torchreid's ``forward_backward`` calling ``optimizer.step()`` itself, and
+``save_model`` refuses to write a model state holding NaN/inf, so the newest checkpoint on disk is
+always a good one.
 
 API for engines that drive their own steps (e.g. the DDGAN engine with two optimisers and AMP)::
 
@@ -152,27 +152,3 @@ class NonFiniteGuard:
                     f"{self._position()}; not saved, last good checkpoint: {self._last_good()}; lower train.lr or "
                     "check the data, then continue from it with model.resume"
                 )
-
-
-def guard_engine(engine, max_consecutive, last_good_checkpoint=None):
-    """Guard a torchreid engine: every registered optimiser's step and ``save_model``.
-
-    An engine that made its own guard (``engine.nonfinite_guard``) keeps it, with the config's limit.
-    """
-    guard = getattr(engine, "nonfinite_guard", None) or NonFiniteGuard(max_consecutive)
-    guard.max_consecutive = max_consecutive
-    guard.last_good_checkpoint = guard.last_good_checkpoint or last_good_checkpoint
-    guard.where = guard.where or (
-        lambda: f"epoch {getattr(engine, 'epoch', 0) + 1}, batch {getattr(engine, 'batch_idx', 0) + 1}")
-    for name, optimizer in engine._optims.items():
-        if optimizer is not None:
-            guard.attach(optimizer, name)
-    save_model = engine.save_model
-
-    def guarded_save_model(*args, **kwargs):
-        guard.check_state(engine._models)
-        return save_model(*args, **kwargs)
-
-    engine.save_model = guarded_save_model
-    engine.nonfinite_guard = guard
-    return guard

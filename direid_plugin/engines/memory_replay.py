@@ -5,15 +5,14 @@ copy of the stage-1 E_c, E_d and G, so stage 2 keeps seeing the degradations sta
 of the image's and its mirror's code) is computed once; each batch is decoded with codes drawn
 uniformly, with replacement, from the bank. ``shuffle``: the batch's own codes, permuted.
 ``resample``: no decoder; the batch is re-degraded by the self-degradation prior itself
-(down-sampling by U[degradation.resolution_range], then back up) - the CPU-budget stand-in: the
-decoder pass of ``bank`` costs several times the DFEN step at 256x128.
+(``degradation.*``, through the degradations' tensor paths, data/degradations.py) - the CPU-budget
+stand-in: the decoder pass of ``bank`` costs several times the DFEN step at 256x128.
 """
 import json
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchreid.reid.utils import read_image
 from tqdm import tqdm
@@ -22,7 +21,8 @@ from direid_plugin.evaluation.features import flip_averaged
 from direid_plugin.models.content_encoder import ContentEncoder
 from direid_plugin.models.decoder import AdaINDecoder
 from direid_plugin.models.degradation_encoder import DegradationEncoder
-from direid_plugin.models.dfen import load_stage1
+from direid_plugin.models.dfen import STAGE1_FIX
+from direid_plugin.weights import load_parts
 
 REPLAY_MODES = ("none", "bank", "shuffle", "resample")
 
@@ -65,7 +65,7 @@ class MemoryReplay(nn.Module):
     Always in eval mode with no trainable parameters: nothing here changes during stage 2.
     """
 
-    def __init__(self, mode, checkpoint, backbone="osnet_x0_25", feat_inv_dim=2048, content_dim=128, code_dim=128,
+    def __init__(self, mode, stage1, backbone="osnet_x0_25", feat_inv_dim=2048, content_dim=128, code_dim=128,
                  multi_scale=True, deg_encoder_dim=64, adain_mlp_dim=512, upsample_kernel=5):
         super().__init__()
         self.mode = check_mode(mode, ("bank", "shuffle"))
@@ -74,17 +74,18 @@ class MemoryReplay(nn.Module):
         self.content_encoder.classifier = None  # only the content map is used
         self.degradation_encoder = DegradationEncoder(code_dim, width=deg_encoder_dim)
         self.decoder = AdaINDecoder(content_dim, code_dim, adain_mlp_dim, upsample_kernel)
-        load_stage1(checkpoint, {"content_encoder.trunk": self.content_encoder.trunk,
-                                 "content_encoder.head": self.content_encoder.head,
-                                 "degradation_encoder": self.degradation_encoder, "decoder": self.decoder})
+        parts = {"content_encoder.trunk": self.content_encoder.trunk, "content_encoder.head": self.content_encoder.head,
+                 "degradation_encoder": self.degradation_encoder, "decoder": self.decoder}
+        load_parts(stage1, parts, fix=STAGE1_FIX)
         self.requires_grad_(False)
         self.train(False)
         self.bank = None
 
     @classmethod
-    def from_config(cls, cfg):
+    def from_config(cls, cfg, stage1):
+        """``stage1``: the ``Weights`` of the stage-1 checkpoint (``dfen.ddgan_checkpoint``)."""
         d = cfg.ddgan
-        return cls(cfg.dfen.memory_replay, cfg.dfen.ddgan_checkpoint, d.backbone, d.feat_inv_dim, d.content_dim,
+        return cls(cfg.dfen.memory_replay, stage1, d.backbone, d.feat_inv_dim, d.content_dim,
                    d.code_dim, d.multi_scale, d.deg_encoder_dim, d.adain_mlp_dim, d.upsample_kernel)
 
     def train(self, mode=True):
@@ -108,27 +109,21 @@ class MemoryReplay(nn.Module):
 
 
 class ResampleReplay(nn.Module):
-    """``augment(x)``: each image down-sampled by its own factor ~ U[low, high] (bilinear with
-    antialiasing, as Pillow's reduction) and brought back to its size (bicubic); seeded per batch."""
+    """``augment(x)``: each image re-degraded by its own draw from the self-degradation prior
+    (``degradations.Compose``, e.g. ``build_degradation(cfg.degradation)``), seeded by ``seed``."""
 
-    def __init__(self, factor_range, seed=0):
+    def __init__(self, degradation, seed=0):
         super().__init__()
-        self.low, self.high = float(factor_range[0]), float(factor_range[1])
+        degradation.check_tensor_path("dfen.memory_replay 'resample'")
+        self.degradation = degradation
         self.rng = np.random.default_rng(seed)
 
     def rng_state(self):
-        """The factor stream's position, as a string (weights-only-loadable, unlike its 128-bit ints)."""
+        """The draw stream's position, as a string (weights-only-loadable, unlike its 128-bit ints)."""
         return json.dumps(self.rng.bit_generator.state)
 
     def set_rng_state(self, state):
         self.rng.bit_generator.state = json.loads(state)
 
-    @torch.no_grad()
     def augment(self, x):
-        height, width = x.shape[-2:]
-        out = torch.empty_like(x)
-        for i, factor in enumerate(self.rng.uniform(self.low, self.high, len(x))):
-            small = F.interpolate(x[i:i + 1], size=(max(1, int(height / factor)), max(1, int(width / factor))),
-                                  mode="bilinear", antialias=True, align_corners=False)
-            out[i:i + 1] = F.interpolate(small, size=(height, width), mode="bicubic", align_corners=False)
-        return out
+        return self.degradation.apply_to_batch(x, self.rng)

@@ -12,7 +12,6 @@ are broken by gallery index.
 """
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from direid_plugin.evaluation.query_blocks import LabelledDistances

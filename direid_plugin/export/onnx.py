@@ -113,17 +113,19 @@ def example_images(height, width, batch=2):
 
 
 @torch.no_grad()
-def export_dfen(dfen, output_dir, height, width, flip):
-    """``{graph name: path}`` of the DFEN feature graph."""
-    path = export_graph(DFENFeature(dfen, flip), [example_images(height, width)], os.path.join(output_dir, "dfen.onnx"),
-                        ["image"], ["feature"])
+def export_dfen(dfen, output_dir, cfg):
+    """``{graph name: path}`` of the DFEN feature graph, at ``data.height`` x ``data.width``, flip-averaged
+    when ``test.flip``."""
+    path = export_graph(DFENFeature(dfen, cfg.test.flip), [example_images(cfg.data.height, cfg.data.width)],
+                        os.path.join(output_dir, "dfen.onnx"), ["image"], ["feature"])
     return {"dfen": path}
 
 
 @torch.no_grad()
-def export_ddgan(ddgan, output_dir, height, width):
-    """``{graph name: path}`` of the DDGAN content encoder, degradation encoder and decoder graphs."""
-    image = example_images(height, width)
+def export_ddgan(ddgan, output_dir, cfg):
+    """``{graph name: path}`` of the DDGAN content encoder, degradation encoder and decoder graphs, at
+    ``data.height`` x ``data.width``."""
+    image = example_images(cfg.data.height, cfg.data.width)
     content_map, real_code = ContentMap(ddgan.content_encoder).eval(), RealCode(ddgan.degradation_encoder).eval()
     content, code = content_map(image), real_code(image)
     graphs = {

@@ -13,44 +13,16 @@ Every trunk returns four feature maps at strides 2, 4, 8 and 16 of the input:
 
 The submodules keep torchreid's attribute names, so torchreid-format state dicts load directly.
 """
-from typing import NamedTuple
-
 import torch
 import torch.nn as nn
 import torchreid.reid.models as torchreid_models
+
+from direid_plugin.weights import load_partial
 
 RESNET_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
                 "resnext101_32x8d", "resnet50_fc512")
 OSNET_NAMES = ("osnet_x1_0", "osnet_x0_75", "osnet_x0_5", "osnet_x0_25", "osnet_ibn_x1_0")
 LEVEL_STRIDES = (2, 4, 8, 16)
-
-
-class LoadReport(NamedTuple):
-    """Outcome of a non-strict load: keys loaded, model keys left untouched, file keys not used."""
-
-    loaded: list
-    missing: list
-    unexpected: list
-    mismatched: list  # in both, with different shapes (e.g. a classifier for another class count)
-
-
-def load_torchreid_weights(module, path):
-    """Non-strictly load a torchreid-format state dict (optionally under ``state_dict``, with
-    ``module.`` prefixes) into ``module``; shape-mismatched tensors are skipped and reported."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    state = checkpoint.get("state_dict", checkpoint)
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-    own = module.state_dict()
-    mismatched = sorted(k for k, v in state.items() if k in own and own[k].shape != v.shape)
-    usable = {k: v for k, v in state.items() if k in own and k not in mismatched}
-    if not usable:
-        raise ValueError(
-            f"no tensor of '{path}' matches {type(module).__name__} (first file keys: {list(state)[:3]}, "
-            f"first model keys: {list(own)[:3]}); is it the right backbone?"
-        )
-    result = module.load_state_dict(usable, strict=False)
-    unexpected = sorted(k for k in state if k not in own)
-    return LoadReport(sorted(usable), sorted(result.missing_keys), unexpected, mismatched)
 
 
 def build_torchreid_model(name, pretrained=False):
@@ -80,10 +52,10 @@ class MultiScaleTrunk(nn.Module):
             raise RuntimeError(f"{self.name} trunk gives strides {got}, expected {LEVEL_STRIDES}")
         return tuple(f.shape[1] for f in levels)
 
-    def load_weights(self, path):
-        """Load torchreid-format weights (head keys such as layer4/conv5/fc/classifier are skipped)."""
-        report = load_torchreid_weights(self, path)
-        print(f'=> {self.name} trunk: loaded {len(report.loaded)} tensors from "{path}" '
+    def load_weights(self, weights):
+        """Load torchreid-format ``Weights`` (head keys such as layer4/conv5/fc/classifier are skipped)."""
+        report = load_partial(self, weights)
+        print(f'=> {self.name} trunk: loaded {len(report.loaded)} tensors from "{weights.source}" '
               f"({len(report.missing)} missing, {len(report.unexpected)} unused, "
               f"{len(report.mismatched)} shape-mismatched)")
         return report
@@ -124,11 +96,11 @@ _TRUNKS = {**{n: ResNetTrunk for n in RESNET_NAMES}, **{n: OSNetTrunk for n in O
 SUPPORTED_BACKBONES = tuple(_TRUNKS)
 
 
-def build_trunk(name, pretrained=False, weights=""):
-    """A four-level trunk from torchreid backbone ``name``, optionally loaded from ``weights``."""
+def build_trunk(name, pretrained=False, weights=None):
+    """A four-level trunk from torchreid backbone ``name``, optionally loaded from ``weights`` (``Weights``)."""
     if name not in _TRUNKS:
         raise ValueError(f"unsupported backbone '{name}'; supported: {list(SUPPORTED_BACKBONES)}")
     trunk = _TRUNKS[name](name, build_torchreid_model(name, pretrained))
-    if weights:
+    if weights is not None:
         trunk.load_weights(weights)
     return trunk

@@ -87,7 +87,7 @@ class ContentEncoder(nn.Module):
     exactly H/4 x W/4 and the decoder reproduces the input size.
     """
 
-    def __init__(self, num_classes, backbone="osnet_x0_25", pretrained=False, backbone_weights="",
+    def __init__(self, num_classes, backbone="osnet_x0_25", pretrained=False, backbone_weights=None,
                  feat_inv_dim=2048, content_dim=128, multi_scale=True, freeze_trunk=True, trunk_bn_eval=False):
         super().__init__()
         self.trunk = build_trunk(backbone, pretrained, backbone_weights)

@@ -14,6 +14,7 @@ from direid_plugin.models.decoder import AdaINDecoder
 from direid_plugin.models.degradation_encoder import DegradationEncoder
 from direid_plugin.models.discriminator import MultiScaleDiscriminator
 from direid_plugin.models.identity_encoder import IdentityEncoder
+from direid_plugin.registry import Signature, plugin_model
 
 LOSSES = ("softmax", "triplet")
 # Architecture options read from the ``ddgan`` config node (see from_config).
@@ -29,16 +30,17 @@ class DDGAN(nn.Module):
     ``decoder`` (G), ``real_discriminator`` (D_r), ``degradation_discriminator`` (D_d) and
     ``identity_encoder`` (frozen E_id, or None when ``eid_name`` is empty).
 
-    The defaults are the official architecture. The cost knobs (``content_dim``, also the width of
+    ``backbone_weights`` / ``eid_weights``: ``Weights`` (direid_plugin.weights) for E_c's trunk and
+    E_id, or None. The defaults are the official architecture. The cost knobs (``content_dim``, also the width of
     E_c's content branch and of the decoder; ``deg_encoder_dim``; ``adain_mlp_dim``;
     ``upsample_kernel``; ``dis_dim``, ``dr_scales``, ``dd_scales``) make stage 1 affordable on a
     CPU (configs/ddgan/ddgan_cpu.yaml).
     """
 
-    def __init__(self, num_classes, loss="softmax", pretrained=False, backbone="osnet_x0_25", backbone_weights="",
+    def __init__(self, num_classes, loss="softmax", pretrained=False, backbone="osnet_x0_25", backbone_weights=None,
                  feat_inv_dim=2048, content_dim=128, code_dim=128, deg_encoder_dim=64, adain_mlp_dim=512, upsample_kernel=5, dis_dim=32,
                  dr_scales=3, dd_scales=1, multi_scale=True, freeze_trunk=True, trunk_bn_eval=False, eid_name="",
-                 eid_weights=""):
+                 eid_weights=None):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"unsupported loss '{loss}' for ddgan; choose one of {list(LOSSES)}")
@@ -91,17 +93,28 @@ class DDGAN(nn.Module):
         return list(self.real_discriminator.parameters()) + list(self.degradation_discriminator.parameters())
 
 
+def from_config(cfg):
+    """The factory's architecture kwargs from the ``ddgan`` node of the plugin config."""
+    return {key: cfg.ddgan[key] for key in ARCH_KEYS}
+
+
+@plugin_model(
+    "ddgan", config_kwargs=from_config, engine="direid_plugin.engines.ddgan_engine:DDGANEngine",
+    signature=Signature("decoder.", "content_encoder.classifier.classifier.weight"),
+    written_by="stage 1, engine.name ddgan, writes <save_dir>/ddgan/model.pth.tar-<iteration>",
+    export="direid_plugin.export.onnx:export_ddgan",
+    tiny_opts=("ddgan.feat_inv_dim", "16", "ddgan.content_dim", "16", "ddgan.code_dim", "16", "ddgan.batch_size", "4",
+               "ddgan.max_iter", "2", "ddgan.image_freq", "0"),
+    weight_files={"backbone_weights": "ddgan.backbone_weights", "eid_weights": "ddgan.eid_weights"},
+    # Stage 1's frozen E_id only serves a training loss.
+    training_only=("identity_encoder.", {"eid_name": ""}),
+)
 def ddgan(num_classes, loss="softmax", pretrained=True, use_gpu=True, **kwargs):
     """torchreid factory. ``pretrained`` goes to torchreid's ImageNet path for the trunk (it needs
     a download; configs use ``pretrained=False`` plus ``backbone_weights``). ``use_gpu`` is accepted
     for torchreid's signature only: the caller moves the model to its device. ``kwargs`` are
-    DDGAN's architecture options (ARCH_KEYS)."""
+    DDGAN's architecture options (ARCH_KEYS); the weight files may be paths."""
     unknown = sorted(set(kwargs) - set(ARCH_KEYS))
     if unknown:
         raise TypeError(f"unknown ddgan option(s) {unknown}; valid options: {list(ARCH_KEYS)}")
     return DDGAN(num_classes, loss=loss, pretrained=pretrained, **kwargs)
-
-
-def from_config(cfg):
-    """The factory's architecture kwargs from the ``ddgan`` node of the plugin config."""
-    return {key: cfg.ddgan[key] for key in ARCH_KEYS}

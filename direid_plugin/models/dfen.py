@@ -16,17 +16,18 @@ when an attention is on. Eval mode returns one (B, feature_dim) tensor, ``test_f
 | sen          | 512-d bottleneck of the sen head                  | BN(f_sen)                     |
 | fused        | concat of the two (the fused head is train-only)  | BN(f_fused) of the fused head |
 
-Stage-1 weights come from a DDGAN checkpoint (``ddgan_checkpoint``, see ``load_stage1``).
+Stage-1 weights come from a DDGAN checkpoint (``ddgan_checkpoint``, see ``DFEN.load_stage1``).
 """
 import torch
 import torch.nn as nn
 
-from direid_plugin.checkpoint import CheckpointError, load_checkpoint, model_state, state_dict_mismatch
 from direid_plugin.models.attention import build_attention, degradation_statistics
 from direid_plugin.models.blocks import ClassBlock
 from direid_plugin.models.content_encoder import ContentEncoder
 from direid_plugin.models.discriminator import MultiScaleDiscriminator
 from direid_plugin.models.sensitive_encoder import SensitiveEncoder
+from direid_plugin.registry import Signature, plugin_model
+from direid_plugin.weights import load_parts
 
 HEADS = ("bnneck", "classblock")
 TEST_FEATURES = ("fused", "inv", "sen")
@@ -64,47 +65,25 @@ def _choice(key, value, allowed):
         raise ValueError(f"dfen.{key}: unknown value '{value}'; choose one of {list(allowed)}")
 
 
-def load_stage1(path, modules, optional=None):
-    """Load modules of a stage-1 DDGAN checkpoint: ``{key prefix in the DDGAN state: module}``.
-
-    Each module must fit its sub-state exactly (else a ``CheckpointError`` naming the file and the
-    mismatched keys: E_c/D_d need the same ``ddgan.*`` architecture as stage 1). ``optional``
-    modules are loaded when they fit and left at their init otherwise. Returns the loaded prefixes.
-    """
-    try:
-        state = model_state(load_checkpoint(path), path)
-    except CheckpointError as e:
-        raise CheckpointError(f"dfen.ddgan_checkpoint: {e}") from None
-    loaded = []
-    for prefix, module in {**modules, **(optional or {})}.items():
-        sub = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
-        mismatch = state_dict_mismatch(module.state_dict(), sub) if sub else f"no '{prefix}.*' keys"
-        if mismatch and prefix in modules:
-            raise CheckpointError(
-                f"dfen.ddgan_checkpoint {path}: '{prefix}' does not fit: {mismatch}; it must be a DDGAN (stage-1) "
-                "checkpoint trained with the same ddgan.* architecture (backbone, feat_inv_dim, multi_scale, ...)")
-        if mismatch:
-            print(f"=> {path}: '{prefix}' left at its init ({mismatch})")
-            continue
-        module.load_state_dict(sub)
-        loaded.append(prefix)
-    print(f'=> Loaded stage-1 {loaded} from "{path}"')
-    return loaded
+# What a stage-1 checkpoint that does not fit needs (weights.load_parts names the file and the part).
+STAGE1_FIX = ("it must be a DDGAN (stage-1) checkpoint trained with the same ddgan.* architecture "
+              "(backbone, feat_inv_dim, multi_scale, ...)")
 
 
 class DFEN(nn.Module):
     """Degradation-invariant feature embedding network (stage 2).
 
-    Args (E_c / D_d architecture, as ``ddgan.*`` in stage 1): ``backbone``, ``backbone_weights``,
+    Weight arguments are ``Weights`` (direid_plugin.weights) or None; the registered factory reads
+    paths. Args (E_c / D_d architecture, as ``ddgan.*`` in stage 1): ``backbone``, ``backbone_weights``,
     ``feat_inv_dim``, ``content_dim``, ``multi_scale`` (False = Table-3 "w/o multi-scale"),
     ``dd_scales``, ``dis_dim``. DFEN options (``dfen.*``, see config.py): ``ddgan_checkpoint``, ``use_dil``
     (False = Table-3 "w/o DIL": E_c keeps its ``backbone_weights`` init), ``sen_backbone``,
     ``sen_weights``, ``shared_trunk``, ``attention``, ``attention_dim``, ``head``, ``test_feature``.
     """
 
-    def __init__(self, num_classes, pretrained=False, backbone="osnet_x0_25", backbone_weights="", feat_inv_dim=2048,
-                 content_dim=128, multi_scale=True, dd_scales=1, dis_dim=32, ddgan_checkpoint="", use_dil=True,
-                 sen_backbone="osnet_x0_25", sen_weights="", shared_trunk=False, attention="guided", attention_dim=128,
+    def __init__(self, num_classes, pretrained=False, backbone="osnet_x0_25", backbone_weights=None, feat_inv_dim=2048,
+                 content_dim=128, multi_scale=True, dd_scales=1, dis_dim=32, ddgan_checkpoint=None, use_dil=True,
+                 sen_backbone="osnet_x0_25", sen_weights=None, shared_trunk=False, attention="guided", attention_dim=128,
                  head="bnneck", test_feature="fused"):
         super().__init__()
         _choice("head", head, HEADS)
@@ -130,7 +109,7 @@ class DFEN(nn.Module):
         self.use_dil = use_dil
         self.freeze_fixed_parameters()
         self.feature_dim = self._feature_dim()
-        if ddgan_checkpoint and (use_dil or attention == "guided"):
+        if ddgan_checkpoint is not None and (use_dil or attention == "guided"):
             self.load_stage1(ddgan_checkpoint)
 
     def _feature_dim(self):
@@ -149,9 +128,10 @@ class DFEN(nn.Module):
         for p in self.fixed_parameters():
             p.requires_grad_(False)
 
-    def load_stage1(self, path):
-        """E_c (trunk + head) unless ``use_dil`` is False, D_d for the guided attention, and for the
-        classblock head E_c's stage-1 ClassBlock into the inv head when its class count fits."""
+    def load_stage1(self, stage1):
+        """From stage-1 ``Weights``: E_c (trunk + head) unless ``use_dil`` is False, D_d for the guided
+        attention, and for the classblock head E_c's stage-1 ClassBlock into the inv head when its
+        class count fits."""
         required, optional = {}, {}
         if self.use_dil:
             required.update({"content_encoder.trunk": self.content_encoder.trunk,
@@ -160,7 +140,9 @@ class DFEN(nn.Module):
                 optional["content_encoder.classifier"] = self.heads["inv"]
         if self.attention_kind == "guided":
             required["degradation_discriminator"] = self.degradation_discriminator
-        return load_stage1(path, required, optional)
+        loaded = load_parts(stage1, required, optional, fix=STAGE1_FIX)
+        print(f'=> Loaded stage-1 {loaded} from "{stage1.source}"')
+        return loaded
 
     def attention_weights(self, x, f_sen):
         """(B, sen_dim) weights in (0, 1), or None when the attention is off."""
@@ -204,17 +186,28 @@ class DFEN(nn.Module):
         return out
 
 
+def from_config(cfg):
+    """The factory's kwargs: E_c / D_d architecture from ``cfg.ddgan``, the rest from ``cfg.dfen``."""
+    return {**{k: cfg.ddgan[k] for k in DDGAN_KEYS}, **{k: cfg.dfen[k] for k in DFEN_KEYS}}
+
+
+@plugin_model(
+    "dfen", config_kwargs=from_config, engine="direid_plugin.engines.dfen_engine:DFENEngine",
+    signature=Signature("sensitive_encoder.", "heads.inv.classifier.weight"),
+    written_by="stage 2, engine.name dfen, writes <save_dir>/model/model.pth.tar-<epoch>",
+    export="direid_plugin.export.onnx:export_dfen",
+    # Table 3's "w/o DIL" without attention or replay needs no stage-1 checkpoint.
+    tiny_opts=("ddgan.feat_inv_dim", "16", "ddgan.content_dim", "16", "dfen.use_dil", "False", "dfen.attention", "none",
+               "dfen.memory_replay", "none", "train.max_epoch", "1"),
+    weight_files={"backbone_weights": "ddgan.backbone_weights", "ddgan_checkpoint": "dfen.ddgan_checkpoint",
+                  "sen_weights": "dfen.sen_weights"},
+)
 def dfen(num_classes, loss="softmax", pretrained=True, use_gpu=True, **kwargs):
     """torchreid factory. DFEN trains with its own engine (engine.name dfen), so ``loss`` only
     completes torchreid's signature; ``use_gpu`` likewise (the caller moves the model).
     ``pretrained`` is torchreid's ImageNet init of both backbones (needs a download; configs use
-    weight files instead). ``kwargs``: DDGAN_KEYS + DFEN_KEYS."""
+    weight files instead). ``kwargs``: DDGAN_KEYS + DFEN_KEYS; the weight files may be paths."""
     unknown = sorted(set(kwargs) - set(DDGAN_KEYS + DFEN_KEYS))
     if unknown:
         raise TypeError(f"unknown dfen option(s) {unknown}; valid options: {list(DDGAN_KEYS + DFEN_KEYS)}")
     return DFEN(num_classes, pretrained=pretrained, **kwargs)
-
-
-def from_config(cfg):
-    """The factory's kwargs: E_c / D_d architecture from ``cfg.ddgan``, the rest from ``cfg.dfen``."""
-    return {**{k: cfg.ddgan[k] for k in DDGAN_KEYS}, **{k: cfg.dfen[k] for k in DFEN_KEYS}}

@@ -1,11 +1,12 @@
 """Frozen identity encoder E_id for the paper's identity-preserving loss (Eq. 3, 8)."""
 import torch.nn as nn
 
-from direid_plugin.models.backbones import build_torchreid_model, load_torchreid_weights
+from direid_plugin.models.backbones import build_torchreid_model
+from direid_plugin.weights import load_partial
 
 
 class IdentityEncoder(nn.Module):
-    """Any torchreid model by name, loaded from a torchreid-format weights file and frozen.
+    """Any torchreid model by name, loaded from torchreid-format ``Weights`` and frozen.
 
     Its parameters never require grad and it stays in eval mode even when a parent module calls
     ``.train()``, so its BatchNorm statistics never move. Gradients still flow *through* it to
@@ -15,12 +16,12 @@ class IdentityEncoder(nn.Module):
 
     def __init__(self, name, weights):
         super().__init__()
-        if not weights:
+        if weights is None:
             raise ValueError(f"the identity encoder '{name}' needs a Re-ID weights file (eid_weights): "
                              "a frozen, randomly initialised network cannot judge identity")
         self.model = build_torchreid_model(name)
         self.name = name
-        self.load_report = load_torchreid_weights(self.model, weights)
+        self.load_report = load_partial(self.model, weights)
         self.feature_dim = self.model.feature_dim
         self.model.requires_grad_(False)
         self.train(False)

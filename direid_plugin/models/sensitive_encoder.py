@@ -6,7 +6,8 @@ branches share one trunk. ``shared_channels`` selects the official form.
 """
 import torch.nn as nn
 
-from direid_plugin.models.backbones import OSNET_NAMES, RESNET_NAMES, build_torchreid_model, load_torchreid_weights
+from direid_plugin.models.backbones import OSNET_NAMES, RESNET_NAMES, build_torchreid_model
+from direid_plugin.weights import load_partial
 
 # Per family: the featuremaps() stages before the last one, and the last one. E_c's trunk ends at
 # the same point (ResNet layer3, OSNet conv4; models/backbones.py), so the last stage continues it.
@@ -38,14 +39,14 @@ class SensitiveEncoder(nn.Module):
     image; a backbone whose last stage expects other channels is an error.
     """
 
-    def __init__(self, name, pretrained=False, weights="", shared_channels=None):
+    def __init__(self, name, pretrained=False, weights=None, shared_channels=None):
         super().__init__()
         early, last = _STAGES[backbone_family(name)]
         model = build_torchreid_model(name, pretrained)
-        if weights:
-            report = load_torchreid_weights(model, weights)
+        if weights is not None:
+            report = load_partial(model, weights)
             missing = [k for k in report.missing if not k.startswith("classifier.")]
-            print(f'=> E_id {name}: loaded {len(report.loaded)} tensors from "{weights}" (classifier dropped; '
+            print(f'=> E_id {name}: loaded {len(report.loaded)} tensors from "{weights.source}" (classifier dropped; '
                   f"{len(missing)} other tensors left at init{f', e.g. {missing[:3]}' if missing else ''})")
         model.classifier = None
         self.last_stage = None

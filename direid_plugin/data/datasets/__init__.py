@@ -1,4 +1,4 @@
-"""Plugin datasets, registered with torchreid by ``direid_plugin.registry.register_all``."""
+"""Plugin datasets, registered with torchreid by ``import direid_plugin``."""
 import functools
 
 from direid_plugin.data.datasets.caviar import CAVIAR

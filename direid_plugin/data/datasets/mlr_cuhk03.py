@@ -20,7 +20,6 @@ from PIL import Image
 from torchreid.reid.data.datasets.dataset import ImageDataset
 
 from direid_plugin.data.datasets.protocol_cache import (
-    LR_FACTORS,
     RawDataError,
     load_or_build,
     require_path,
@@ -28,6 +27,7 @@ from direid_plugin.data.datasets.protocol_cache import (
     write_degraded,
 )
 from direid_plugin.data.datasets.splits import SplitProtocolDataset, identity_splits
+from direid_plugin.data.degradations import MLR_FACTORS, mlr_downsample
 
 MAT_LAYOUT = (
     "<root>/cuhk03/cuhk03_release/cuhk-03.mat, the CUHK03 release file (MATLAB v7.3 with 'labeled' and "
@@ -88,7 +88,7 @@ class MLRCUHK03(SplitProtocolDataset):
                         lr_jobs.append((f"lr/{name}", f"{kind}/{name}", lambda ref=ref: read_cuhk03_image(mat, ref)))
                     else:
                         save_png(read_cuhk03_image(mat, ref), os.path.join(tmp, "hr", name))
-                degraded = write_degraded(tmp, lr_jobs, seed)
+                degraded = write_degraded(tmp, lr_jobs, seed, mlr_downsample)
             images = [[f"{'lr' if camid == lr_camid else 'hr'}/{name}", pid, camid] for pid, camid, name, _ in entries]
             cameras = {}
             for pid, camid, _, _ in entries:
@@ -98,7 +98,7 @@ class MLRCUHK03(SplitProtocolDataset):
             return {"images": images, "lr_camids": [lr_camid], "splits": splits, "degraded": degraded}
 
         params = {"dataset": "mlr_cuhk03", "mat_path": mat_path, "images": kind, "seed": seed, "lr_camid": lr_camid,
-                  "num_test_ids": num_test_ids, "num_splits": num_splits, "factors": list(LR_FACTORS)}
+                  "num_test_ids": num_test_ids, "num_splits": num_splits, "factors": list(MLR_FACTORS)}
         folder, record = load_or_build("mlr_cuhk03", params, [mat_path], build, allow_build=build_cache)
         super().__init__(folder, record, split_id, **kwargs)
 

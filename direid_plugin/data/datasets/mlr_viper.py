@@ -8,8 +8,9 @@ splits share one cache.
 import glob
 import os
 
-from direid_plugin.data.datasets.protocol_cache import LR_FACTORS, RawDataError, load_or_build, require_path, write_degraded
+from direid_plugin.data.datasets.protocol_cache import RawDataError, load_or_build, require_path, write_degraded
 from direid_plugin.data.datasets.splits import SplitProtocolDataset, identity_splits
+from direid_plugin.data.degradations import MLR_FACTORS, mlr_downsample
 from direid_plugin.data.image_io import read_image
 
 CAMERAS = ("cam_a", "cam_b")
@@ -65,7 +66,7 @@ class MLRViper(SplitProtocolDataset):
                  lambda path=lr_paths[pid]: read_image(path))
                 for pid in pids
             ]
-            degraded = write_degraded(tmp, jobs, seed)
+            degraded = write_degraded(tmp, jobs, seed, mlr_downsample)
             lr_rel = {pid: rel for pid, (rel, _, _) in zip(pids, jobs)}
             images = [
                 [lr_rel[pid] if camid == lr_camid else cameras[camid][pid], pid, camid]
@@ -76,7 +77,7 @@ class MLRViper(SplitProtocolDataset):
             return {"images": images, "lr_camids": [lr_camid], "splits": splits, "degraded": degraded}
 
         params = {"dataset": "mlr_viper", "raw_dir": raw_dir, "seed": seed, "lr_camera": lr_camera, "num_splits": num_splits,
-                  "factors": list(LR_FACTORS)}
+                  "factors": list(MLR_FACTORS)}
         raw_paths = [path for camera in cameras for path in camera.values()]
         folder, record = load_or_build("mlr_viper", params, raw_paths, build, allow_build=build_cache)
         query_source = (lambda pid, camid: cameras[camid][pid]) if clean_queries else None

@@ -11,16 +11,11 @@ import os
 
 import numpy as np
 
-from direid_plugin.data.degradations import downsample
 from direid_plugin.data.manifest import MANIFEST, ManifestError, build_once, cache_root, params_key, read_manifest
 
-# The MLR protocols down-sample each LR-camera image by a factor drawn from this set.
-LR_FACTORS = (2, 3, 4)
-
-# Independent random streams per seed, so e.g. changing the number of splits keeps the factors.
-SPLIT_STREAM = 0
+# The degradation draws' stream of a protocol seed (datasets/splits.py draws streams 0 and 2), so
+# e.g. changing the number of splits keeps the factors.
 DEGRADE_STREAM = 1
-VALIDATION_STREAM = 2
 
 
 class RawDataError(FileNotFoundError):
@@ -87,18 +82,12 @@ def _sealed(payload):
     return dict(payload, content_sha1=_content_sha1(payload))
 
 
-def random_downsample(img, rng):
-    """The MLR degradation: down-sample by a factor drawn from ``LR_FACTORS`` and resize back."""
-    factor = int(rng.choice(LR_FACTORS))
-    return downsample(img, factor), {"factor": factor}
-
-
-def write_degraded(folder, jobs, seed, degrade=random_downsample):
+def write_degraded(folder, jobs, seed, degrade):
     """Degrade and save images as PNG under ``folder``; return the manifest's ``degraded`` record.
 
     ``jobs`` is a sequence of ``(rel_out, source, load)`` in a fixed order (``load()`` returns
-    the clean PIL image, ``source`` names it in the manifest); ``degrade(img, rng)`` returns the
-    degraded image and its parameters. One generator seeded by ``seed`` serves all jobs in
+    the clean PIL image, ``source`` names it in the manifest); ``degrade(img, rng)`` (one of
+    ``degradations.PROTOCOL_DEGRADATIONS``) returns the degraded image and its parameters. One generator seeded by ``seed`` serves all jobs in
     order, so the same jobs and seed give byte-identical files.
     """
     rng = np.random.default_rng([seed, DEGRADE_STREAM])

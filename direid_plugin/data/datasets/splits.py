@@ -15,7 +15,10 @@ import os
 import numpy as np
 from torchreid.reid.data.datasets.dataset import ImageDataset
 
-from direid_plugin.data.datasets.protocol_cache import SPLIT_STREAM, VALIDATION_STREAM
+# Independent random streams per protocol seed (datasets/protocol_cache.py draws stream 1 for the
+# degradations), so e.g. changing the number of splits keeps the degradation factors.
+SPLIT_STREAM = 0
+VALIDATION_STREAM = 2
 
 
 def identity_splits(pids, num_test, num_splits, seed, testable=None, stream=(SPLIT_STREAM,)):

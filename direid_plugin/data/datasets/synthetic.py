@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 
 from torchreid.reid.data.datasets.dataset import ImageDataset
 
-from direid_plugin.data.degradations import downsample
+from direid_plugin.data.degradations import MLR_FACTORS, downsample
 from direid_plugin.data.manifest import build_once, cache_root, params_key
 
 HR_CAMID, LR_CAMID = 0, 1
@@ -202,7 +202,7 @@ class SyntheticMLR(ImageDataset):
     dataset_dir = "synthetic_mlr"
 
     def __init__(self, root="", split_id=0, num_train_ids=60, num_test_ids=40, images_per_camera=4,
-                 num_distractors=0, height=128, width=64, lr_factors=(2, 3, 4), seed=0, **kwargs):
+                 num_distractors=0, height=128, width=64, lr_factors=MLR_FACTORS, seed=0, **kwargs):
         for key, value, least in (("num_train_ids", num_train_ids, 1), ("num_test_ids", num_test_ids, 1),
                                   ("images_per_camera", images_per_camera, 1), ("num_distractors", num_distractors, 0),
                                   ("height", height, 16), ("width", width, 8)):

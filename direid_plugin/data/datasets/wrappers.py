@@ -19,8 +19,8 @@ import os
 from torchreid.reid.data.datasets import init_image_dataset
 from torchreid.reid.data.datasets.dataset import ImageDataset
 
-from direid_plugin.data.datasets.protocol_cache import RawDataError, load_or_build, random_downsample, write_degraded
-from direid_plugin.data.degradations import Illumination
+from direid_plugin.data.datasets.protocol_cache import RawDataError, load_or_build, write_degraded
+from direid_plugin.data.degradations import PROTOCOL_DEGRADATIONS
 from direid_plugin.data.image_io import read_image
 from direid_plugin.registry import dataset_registry
 
@@ -31,9 +31,6 @@ STOCK_DATASETS = (
 )
 # Flags ImageDataManager passes to every dataset that only the base dataset understands.
 BASE_FLAGS = ("cuhk03_labeled", "cuhk03_classic_split", "market1501_500k")
-
-_darken = Illumination((2.0, 3.5), (0.75, 1.0))
-DEGRADATIONS = {"mlr": random_downsample, "lowlight": _darken}
 
 
 def build_base(base, root, split_id, base_flags):
@@ -65,8 +62,8 @@ class DegradedQueryDataset(ImageDataset):
 
     def __init__(self, base, degradation="mlr", root="", split_id=0, seed=0, lr_camids=None, degrade_train=False,
                  build_cache=True, **kwargs):
-        if degradation not in DEGRADATIONS:
-            raise ValueError(f"degradation must be one of {sorted(DEGRADATIONS)}, got {degradation!r}")
+        if degradation not in PROTOCOL_DEGRADATIONS:
+            raise ValueError(f"degradation must be one of {sorted(PROTOCOL_DEGRADATIONS)}, got {degradation!r}")
         root = os.path.abspath(os.path.expanduser(root))
         base_flags = {key: kwargs.pop(key) for key in BASE_FLAGS if key in kwargs}
         dataset = build_base(base, root, split_id, base_flags)
@@ -83,7 +80,7 @@ class DegradedQueryDataset(ImageDataset):
                  lambda path=path: read_image(path))
                 for i, path in enumerate(targets)
             ]
-            return {"lr_camids": lr, "degraded": write_degraded(tmp, jobs, seed, DEGRADATIONS[degradation])}
+            return {"lr_camids": lr, "degraded": write_degraded(tmp, jobs, seed, PROTOCOL_DEGRADATIONS[degradation])}
 
         params = {"dataset": name, "root": root, "split_id": split_id, "base_flags": base_flags, "seed": seed,
                   "lr_camids": lr, "degrade_train": degrade_train}
@@ -100,7 +97,7 @@ class DegradedQueryDataset(ImageDataset):
 def wrapper_datasets(taken=()):
     """``{name: partial}`` for ``mlr_<stock>`` and ``lowlight_<stock>``; a name in ``taken`` gets ``<kind>_wrap_<stock>``."""
     entries = {}
-    for kind in DEGRADATIONS:
+    for kind in PROTOCOL_DEGRADATIONS:
         for base in STOCK_DATASETS:
             name = f"{kind}_{base}" if f"{kind}_{base}" not in taken else f"{kind}_wrap_{base}"
             entries[name] = functools.partial(DegradedQueryDataset, base=base, degradation=kind)

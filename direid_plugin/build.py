@@ -1,0 +1,97 @@
+"""From a config to torchreid objects: the data manager, the model (with its weight files read once)
+and the engine. ``run.train`` / ``run.test`` and the tools use these."""
+import torch
+
+import torchreid
+
+from direid_plugin import weights
+from direid_plugin.config import ConfigError
+from direid_plugin.data.datamanager import build_checked_datamanager
+from direid_plugin.engines.builder import build_engine
+from direid_plugin.registry import PLUGIN_MODELS, model_factory
+
+
+def use_gpu(cfg):
+    return bool(cfg.use_gpu) and torch.cuda.is_available()
+
+
+def imagedata_kwargs(cfg):
+    return dict(
+        root=cfg.data.root,
+        sources=list(cfg.data.sources),
+        targets=list(cfg.data.targets),
+        height=cfg.data.height,
+        width=cfg.data.width,
+        transforms=list(cfg.data.transforms),
+        k_tfm=cfg.data.k_tfm,
+        norm_mean=list(cfg.data.norm_mean),
+        norm_std=list(cfg.data.norm_std),
+        use_gpu=use_gpu(cfg),
+        split_id=cfg.data.split_id,
+        combineall=cfg.data.combineall,
+        load_train_targets=cfg.data.load_train_targets,
+        batch_size_train=cfg.train.batch_size,
+        batch_size_test=cfg.test.batch_size,
+        workers=cfg.data.workers,
+        num_instances=cfg.sampler.num_instances,
+        num_cams=cfg.sampler.num_cams,
+        num_datasets=cfg.sampler.num_datasets,
+        train_sampler=cfg.sampler.train_sampler,
+        train_sampler_t=cfg.sampler.train_sampler_t,
+    )
+
+
+def build_datamanager(cfg):
+    if cfg.data.skip_bad_images:
+        return build_checked_datamanager(**imagedata_kwargs(cfg))
+    return torchreid.reid.data.ImageDataManager(**imagedata_kwargs(cfg))
+
+
+def model_inputs(cfg):
+    """The extra kwargs of ``model.name``'s factory: a plugin model's options from its config node,
+    with every weight file it names read once into ``Weights``; none for a stock torchreid model."""
+    entry = PLUGIN_MODELS.get(cfg.model.name)
+    if entry is None:
+        return {}
+    kwargs = entry.config_kwargs(cfg)
+    for kwarg, option in entry.weight_files.items():
+        kwargs[kwarg] = weights.resolve(kwargs.get(kwarg), option)
+    return kwargs
+
+
+def build_model(cfg, num_classes, inputs=None):
+    """Build ``model.name`` through torchreid's factory, then load ``model.pretrained_path`` and
+    ``model.load_weights`` if given. ``inputs``: ``model_inputs(cfg)`` when the caller has them."""
+    factory = model_factory().get(cfg.model.name)
+    if factory is None:
+        raise ConfigError(f"model.name: unknown model '{cfg.model.name}'; run torchreid.models.show_avai_models()")
+    inputs = model_inputs(cfg) if inputs is None else inputs
+    model = factory(num_classes=num_classes, loss=cfg.loss.name, pretrained=cfg.model.pretrained,
+                    use_gpu=use_gpu(cfg), **inputs)
+    for option in ("model.pretrained_path", "model.load_weights"):
+        path = cfg.model[option.split(".")[1]]
+        if path:
+            load_reported(model, weights.read(path, option))
+    return model
+
+
+def load_reported(model, model_weights):
+    """``weights.load_partial`` with a printed report of what was set and what was left at init."""
+    report = weights.load_partial(model, model_weights)
+    current = model.state_dict()
+    unchanged = [k for k in current if k not in report.loaded and current[k].dtype.is_floating_point]
+    mismatch = weights.state_dict_mismatch(current, model_weights.state)
+    print(f'=> Loaded "{model_weights.source}": {len(report.loaded)} tensors set, {len(unchanged)} float tensors '
+          f"left at init" + (f" ({mismatch})" if unchanged else ""))
+    return report
+
+
+def build_run(cfg, clock=None):
+    """Data manager, model (on the GPU when ``use_gpu``) and engine of one run; returns the engine."""
+    torchreid.reid.utils.set_random_seed(cfg.train.seed)
+    datamanager = build_datamanager(cfg)
+    inputs = model_inputs(cfg)
+    model = build_model(cfg, datamanager.num_train_pids, inputs)
+    if use_gpu(cfg):
+        model = model.cuda()
+    return build_engine(cfg, datamanager, model, clock=clock, inputs=inputs)

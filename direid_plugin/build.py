@@ -3,6 +3,7 @@ and the engine. ``run.train`` / ``run.test`` and the tools use these."""
 import torch
 
 import torchreid
+from torchreid.reid.utils import set_random_seed
 
 from direid_plugin import weights
 from direid_plugin.config import ConfigError
@@ -88,7 +89,7 @@ def load_reported(model, model_weights):
 
 def build_run(cfg, clock=None):
     """Data manager, model (on the GPU when ``use_gpu``) and engine of one run; returns the engine."""
-    torchreid.reid.utils.set_random_seed(cfg.train.seed)
+    set_random_seed(cfg.train.seed)
     datamanager = build_datamanager(cfg)
     inputs = model_inputs(cfg)
     model = build_model(cfg, datamanager.num_train_pids, inputs)

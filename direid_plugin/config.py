@@ -132,7 +132,7 @@ def _test_node():
     # python evaluate_rank and re_ranking on CPU (slow; no mINP; standard protocol only).
     node.evaluator = "plugin"
     node.seed = 0
-    # Test feature = mean of the image's and its mirror's (official DI-REID protocol, METHOD_SPEC 6),
+    # Test feature = mean of the image's and its mirror's (official DI-REID protocol, docs/method.md 6.2),
     # for every engine, so baselines and DI-REID evaluated from one config are augmented alike.
     node.flip = False
     return node

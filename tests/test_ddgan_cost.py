@@ -13,7 +13,7 @@ from direid_plugin import build
 from direid_plugin.config import get_default_config, load_config
 from direid_plugin.engines.ddgan_engine import DDGANEngine
 from direid_plugin.models.content_encoder import ContentEncoder
-from direid_plugin.models.ddgan import DDGAN, from_config
+from direid_plugin.models.ddgan import ddgan, from_config
 from direid_plugin.models.decoder import AdaINDecoder
 from direid_plugin.models.degradation_encoder import DegradationEncoder
 from direid_plugin.models.discriminator import MultiScaleDiscriminator
@@ -34,8 +34,8 @@ def convs(module):
 # ---- knobs -------------------------------------------------------------------------------------
 
 def test_default_config_builds_the_official_architecture():
-    """The knobs' defaults are the official widths: METHOD_SPEC 3.9's parameter counts."""
-    model = DDGAN(1367, **{**from_config(get_default_config()), "feat_inv_dim": 2048})
+    """The knobs' defaults are the official widths: docs/method.md 3.9's parameter counts."""
+    model = ddgan(1367, pretrained=False, **{**from_config(get_default_config()), "feat_inv_dim": 2048})
     assert n_params(model.decoder) == 5_135_811
     assert n_params(model.degradation_encoder) == 1_653_696
     assert n_params(model.real_discriminator) == 1_025_091  # 3 scales
@@ -78,7 +78,7 @@ def test_degradation_encoder_and_discriminator_widths():
 
 def test_config_knobs_reach_the_model():
     cfg = load_config(CPU_PRESET, ["ddgan.backbone_weights", ""])
-    model = DDGAN(3, **from_config(cfg))
+    model = ddgan(3, pretrained=False, **from_config(cfg))
     o = cfg.ddgan
     assert model.decoder.res_blocks[0].dim == o.content_dim
     assert convs(model.decoder.upsample)[0].kernel_size == (o.upsample_kernel, o.upsample_kernel)

@@ -1,4 +1,4 @@
-"""DDGAN modules: shapes for both backbones, parameter counts against METHOD_SPEC 3.9, swapping,
+"""DDGAN modules: shapes for both backbones, parameter counts against docs/method.md 3.9, swapping,
 frozen parts, torchreid registration and real OSNet weights."""
 import pytest
 import torch
@@ -91,7 +91,7 @@ def test_discriminator_score_is_mean_of_patch_averages(images):
     assert torch.allclose(dis.score(images), expected)
 
 
-# ---- parameter counts (METHOD_SPEC 3.9) --------------------------------------------------------
+# ---- parameter counts (docs/method.md 3.9) --------------------------------------------------------
 
 def test_parameter_counts_match_the_official_modules(resnet_encoder):
     head = resnet_encoder.head
@@ -183,7 +183,7 @@ def test_frozen_trunk_bn_statistics_drift_unless_trunk_bn_eval(images):
 
 
 def test_identity_encoder_stays_frozen_and_in_eval(osnet_msmt17_weights, images):
-    model = DDGAN(5, backbone="osnet_x0_25", eid_name="osnet_x0_25", eid_weights=osnet_msmt17_weights)
+    model = DDGAN(5, backbone="osnet_x0_25", eid_name="osnet_x0_25", eid_weights=weights.read(osnet_msmt17_weights))
     eid = model.identity_encoder
     model.train()
     assert not eid.training and not any(m.training for m in eid.modules())

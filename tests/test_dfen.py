@@ -6,12 +6,13 @@ import pytest
 import torch
 import torchreid
 
-from direid_plugin import build, run, weights
+from direid_plugin import build, run
+from direid_plugin import weights as weights_module
 from direid_plugin.config import load_config
 from direid_plugin.engines.checkpointing import save_checkpoint
 from direid_plugin.models.ddgan import DDGAN
 from direid_plugin.models.dfen import DFEN, dfen
-from direid_plugin.weights import CheckpointError
+from direid_plugin.weights import CheckpointError, read as read_weights
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OFFICIAL = os.path.join(REPO, "configs", "dfen", "dfen_official.yaml")
@@ -194,12 +195,12 @@ def test_wrong_or_missing_stage1_checkpoint_errors_clearly(tmp_path):
     # Table 3 "w/o multi-scale": a single-level E_c loads a single-level stage 1, not a multi-scale one.
     single = tmp_path / "single" / "model.pth.tar-2"
     ddgan = _write_ddgan(single, multi_scale=False)
-    model = DFEN(NUM_IDS, feat_inv_dim=FEAT_INV, multi_scale=False, ddgan_checkpoint=weights.read(str(single))).eval()
+    model = DFEN(NUM_IDS, feat_inv_dim=FEAT_INV, multi_scale=False, ddgan_checkpoint=read_weights(str(single))).eval()
     assert torch.equal(model.content_encoder.head.identity_fuse[1].weight,
                        ddgan.content_encoder.head.identity_fuse[1].weight)
     assert model(torch.randn(2, 3, 64, 32)).shape == (2, FEAT_INV + 512)
     with pytest.raises(CheckpointError, match="content_encoder.head"):
-        DFEN(NUM_IDS, feat_inv_dim=FEAT_INV, multi_scale=False, ddgan_checkpoint=weights.read(str(wrong)))
+        DFEN(NUM_IDS, feat_inv_dim=FEAT_INV, multi_scale=False, ddgan_checkpoint=read_weights(str(wrong)))
     with pytest.raises(ValueError, match="dfen.shared_trunk: resnet50.layer4 expects 1024"):
         DFEN(NUM_IDS, feat_inv_dim=FEAT_INV, sen_backbone="resnet50", shared_trunk=True)
 
@@ -208,8 +209,8 @@ def test_memory_replay_re_degrades_and_trains_only_through_the_augmented_branch(
                                                                                  osnet_msmt17_weights, monkeypatch):
     cfg = load_config(OFFICIAL, _opts(tmp_path, stage1[0], osnet_msmt17_weights))
     reads = []
-    load_checkpoint = weights.load_checkpoint
-    monkeypatch.setattr(weights, "load_checkpoint", lambda path, *a, **k: reads.append(path) or load_checkpoint(path, *a, **k))
+    load_checkpoint = weights_module.load_checkpoint
+    monkeypatch.setattr(weights_module, "load_checkpoint", lambda path, *a, **k: reads.append(path) or load_checkpoint(path, *a, **k))
     engine = _engine(cfg)
     engine.prepare_training()
     # The model and the replay copy share one read of the stage-1 checkpoint.

@@ -65,12 +65,12 @@ def _ddgan_trainer(args, device):
     import direid_plugin  # noqa: F401
     from direid_plugin.config import load_config
     from direid_plugin.engines.ddgan_trainer import DDGANTrainer
-    from direid_plugin.models.ddgan import DDGAN, from_config
+    from direid_plugin.models.ddgan import ddgan, from_config
 
     b, h, w = args.batch, args.height, args.width
     cfg = load_config(args.config, ["ddgan.backbone", args.backbone, "ddgan.backbone_weights", "", "data.height", h,
                                     "data.width", w, "ddgan.batch_size", b, "engine.amp", args.amp, *args.opts])
-    trainer = DDGANTrainer(DDGAN(100, **from_config(cfg)).to(device), cfg, paired=True)
+    trainer = DDGANTrainer(ddgan(100, pretrained=False, **from_config(cfg)).to(device), cfg, paired=True)
     pids = torch.randint(0, 100, (b,))
     batch = {"hr": torch.randn(b, 3, h, w), "deg": torch.randn(b, 3, h, w), "lr": torch.randn(b, 3, h, w),
              "hr_pid": pids, "lr_pid": pids}

@@ -9,7 +9,7 @@ Measurements (CPU; threads as OMP_NUM_THREADS / torch's default):
   plugin's ``re_rank``;
 * an MSMT17-size ranking (11,659 x 82,161) with the plugin, from features block by block (the
   engine's path; the full matrix alone would take 3.8 GB), for which torchreid's python
-  evaluator would need ~13 min and more than 20 GB (TORCHREID_NOTES section 5).
+  evaluator would need ~13 min and more than 20 GB (an estimate from its 3,000 x 15,000 time and memory).
 
 Each measurement runs in a subprocess of its own. Memory is the process's resident set: "peak
 RSS" is its highest value during the measured call (the kernel's high-water mark, reset just

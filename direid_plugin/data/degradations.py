@@ -10,7 +10,7 @@ Users of them:
 
 * the self-degradation prior of stage-1 pairs and of pictures: ``build_degradation(cfg.degradation)``
   gives a ``Compose`` over the configured kinds; the number of kinds applied to one image is
-  Binomial(n, p) conditioned on >= 1, in random order (docs/method.md, "Self-degradation");
+  Binomial(n, p) conditioned on >= 1, in random order (docs/method.md 2.2, "Self-degradation");
 * memory replay ``resample`` re-degrades normalised image batches on their device through the
   tensor path (``Compose.apply_to_batch``), which a kind provides where speed needs it
   (``Resolution``: within ``TENSOR_PATH_TOLERANCE`` of the PIL path, tests/test_degradations.py);

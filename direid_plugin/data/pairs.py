@@ -1,4 +1,4 @@
-"""Stage-1 pair data for the DDGAN engine (METHOD_SPEC 2.4).
+"""Stage-1 pair data for the DDGAN engine (docs/method.md 2.3).
 
 Item i gives a self-degradation pair (``hr``, ``deg``): an HR training image and its
 pixel-aligned self-degraded copy; and a real cross-degradation partner ``lr``:
@@ -24,7 +24,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def pair_transform(height, width, norm_mean=IMAGENET_MEAN, norm_std=IMAGENET_STD):
-    """Stage 1 uses the test transform: bicubic resize, ToTensor, Normalize (METHOD_SPEC 2.2)."""
+    """Stage 1 uses the test transform: bicubic resize, ToTensor, Normalize (docs/method.md 2.1)."""
     return T.Compose([
         T.Resize((height, width), interpolation=T.InterpolationMode.BICUBIC),
         T.ToTensor(),

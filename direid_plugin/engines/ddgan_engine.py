@@ -20,8 +20,8 @@ from direid_plugin.engines.base import EngineSettings, PluginEngine
 from direid_plugin.engines.checkpointing import CHECKPOINT_PREFIX, find_resume_checkpoint, save_checkpoint
 from direid_plugin.engines.ddgan_trainer import DDGANTrainer
 from direid_plugin.engines.rng import capture_rng_state, preserved_rng, restore_rng_state
-from direid_plugin.weights import load_checkpoint
 from direid_plugin.visualize.grids import save_grid
+from direid_plugin.weights import load_checkpoint
 
 CHECKPOINT_NAME = "ddgan"
 

@@ -5,10 +5,10 @@ iteration on (x_a = HR image, x_b = its self-degraded copy) or a *real cross-deg
 iteration on (x_a = real HR image, x_b = real LR image): odd iterations are self, even are
 real (``ddgan.sync_prob < 0``, the official schedule), or a random choice with that probability.
 
-One iteration (METHOD_SPEC 4.5): forward once, then a discriminator step on detached fakes,
+One iteration (docs/method.md 4.5): forward once, then a discriminator step on detached fakes,
 then a generator step through the just-updated discriminators, then both LR schedulers step.
 Every loss term has a weight in the ``ddgan`` config node; a zero weight switches it off (the
-ablation switches). The paper's and the official code's formulations differ (METHOD_SPEC 12);
+ablation switches). The paper's and the official code's formulations differ (docs/method.md 8);
 the differences are switches, with one preset YAML for each:
 
 | term (weight key)                  | paper (CVPR 2020)                 | official code                      |
@@ -33,7 +33,7 @@ from direid_plugin.profiling import section
 
 
 def milestones(step):
-    """The official multistep milestones: s, s + s/2, s + s/2 + s/4 (METHOD_SPEC 4.1)."""
+    """The official multistep milestones: s, s + s/2, s + s/2 + s/4 (docs/method.md 4.1)."""
     return [step, step + step // 2, step + step // 2 + step // 4]
 
 

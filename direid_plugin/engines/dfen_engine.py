@@ -1,7 +1,7 @@
 """Stage 2: the DFEN engine, torchreid's ``ImageTripletEngine`` with DFEN's loss.
 
 Epoch-based: torchreid's ``run``/``train`` loop, progress lines and TensorBoard scalars are used
-unchanged; test and checkpoints are the plugin engines' (engines/base.py). Per batch (paper Eq. 14, weights as in the official code, METHOD_SPEC 5.4):
+unchanged; test and checkpoints are the plugin engines' (engines/base.py). Per batch (paper Eq. 14, weights as in the official code, docs/method.md 5.3):
 
     L = w_inv (CE + Tri)(inv) + w_sen (CE + Tri)(sen) + w_fused (CE + Tri)(fused)
         + w_replay KL(softmax(p_inv(x)).detach() || softmax(p_inv(x_aug)))
@@ -122,7 +122,7 @@ class DFENEngine(PluginEngine, ImageTripletEngine):
         return loss, summary
 
     def replay_loss(self, imgs, logits_inv):
-        """KL(softmax(p_inv(x)).detach() || softmax(p_inv(x_aug))) (METHOD_SPEC 5.4, ``kl_detach``).
+        """KL(softmax(p_inv(x)).detach() || softmax(p_inv(x_aug))) (docs/method.md 5.3, ``kl_detach``).
 
         Only the inv head's logits of x_aug are computed: the official code runs the whole DFEN on
         x_aug but uses nothing else from it.

@@ -1,4 +1,4 @@
-"""Memory replay (IJCV 2022 extension; METHOD_SPEC 5.3): re-degrade training images with a frozen
+"""Memory replay (IJCV 2022 extension; docs/method.md 5.2): re-degrade training images with a frozen
 copy of the stage-1 E_c, E_d and G, so stage 2 keeps seeing the degradations stage 1 learned.
 
 ``bank`` (official default): E_d's real-head code of every training image (test transform, mean

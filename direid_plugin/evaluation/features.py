@@ -1,6 +1,6 @@
 """The feature a test ranks with, optionally averaged with the mirrored image's (``test.flip``).
 
-Flip averaging is part of the official DI-REID test protocol (METHOD_SPEC 6). It lives here, in
+Flip averaging is part of the official DI-REID test protocol (docs/method.md 6.2). It lives here, in
 the evaluation shared by every engine, so that a toolbox baseline and DI-REID evaluated from the
 same config get the same test-time augmentation.
 """

@@ -1,7 +1,7 @@
 """CMC, mAP and mINP with torchreid's semantics, in torch (CPU or CUDA), one block of queries at a time.
 
 torchreid 0.2.5 ships no compiled evaluator and its python one loops over queries (35 s for
-3000 x 15000; it also fails on small galleries, TORCHREID_NOTES B3/B5). This one works on blocks
+3000 x 15000; it also fails on small galleries, docs/method.md 9). This one works on blocks
 of ``distances.BLOCK_ELEMENTS`` query x gallery entries on the device of the distances, so memory
 stays bounded whatever the gallery size; given features instead of a matrix
 (``distances.FeatureDistances``) it never holds the whole query x gallery matrix.

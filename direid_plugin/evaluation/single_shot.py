@@ -1,4 +1,4 @@
-"""The MLR single-shot protocol (METHOD_SPEC section 6) and its summary over identity splits.
+"""The MLR single-shot protocol (docs/method.md 6.3) and its summary over identity splits.
 
 For every query, gallery items with the query's pid and camera are dropped, then in each of
 ``num_trials`` trials one gallery image per identity is kept at random (independently per
@@ -20,7 +20,6 @@ identity_sampling.py).
 from typing import TypedDict
 
 import numpy as np
-from tabulate import tabulate
 
 from direid_plugin.evaluation.identity_sampling import single_shot_hit_ranks
 from direid_plugin.evaluation.ranking import cmc_curve, require_valid_queries
@@ -82,18 +81,3 @@ def summarise_splits(results, ranks=DEFAULT_RANKS):
         "mAP": [float(r["mAP"]) for r in results],
     }
     return {name: (float(np.mean(v)), float(np.std(v))) for name, v in values.items()}
-
-
-def results_table(rows, ranks=DEFAULT_RANKS, tablefmt="github"):
-    """A tabulate table of 'mean ± std' cells in percent, one line per row.
-
-    ``rows`` are ``(label, results)`` pairs, ``results`` being the per-split results of one
-    model / dataset (a one-element list for a single evaluation).
-    """
-    headers = ["", *(f"Rank-{k}" for k in ranks), "mAP"]
-    lines = []
-    for label, results in rows:
-        summary = summarise_splits(results, ranks)
-        cells = [f"{100 * mean:.1f} ± {100 * std:.1f}" for mean, std in summary.values()]
-        lines.append([label, *cells])
-    return tabulate(lines, headers=headers, tablefmt=tablefmt, disable_numparse=True)

@@ -3,7 +3,7 @@ from direid_plugin.losses.gan import (GAN_TYPES, d_adversarial, discriminator_lo
                                       generator_loss, gradient_penalty)
 from direid_plugin.losses.identity import (feature_distance, identification_loss, identity_preserving_loss,
                                            kl_detach)
-from direid_plugin.losses.ranking import margin_ranking, order_pair, rank_label, ranking_d_loss, ranking_g_loss
+from direid_plugin.losses.degradation_ranking import margin_ranking, order_pair, rank_label, ranking_d_loss, ranking_g_loss
 from direid_plugin.losses.reconstruction import PIXEL_LOSSES, content_invariance_loss, pixel_loss
 
 __all__ = [

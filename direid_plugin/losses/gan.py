@@ -1,4 +1,4 @@
-"""Adversarial losses over multi-scale discriminator outputs (METHOD_SPEC 4.3, 4.4; paper Eq. 4, 7).
+"""Adversarial losses over multi-scale discriminator outputs (docs/method.md 4.3, 4.4; paper Eq. 4, 7).
 
 Every loss takes the list of patch maps a MultiScaleDiscriminator returns and averages the
 per-scale values over scales. Two forms:

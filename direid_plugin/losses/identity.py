@@ -1,5 +1,5 @@
 """Identity losses: identity preservation through a frozen E_id (paper Eq. 3, 8), identification
-cross-entropy on E_c's classifier (Eq. 9), and the detached KL consistency (METHOD_SPEC 5.4)."""
+cross-entropy on E_c's classifier (Eq. 9), and the detached KL consistency (docs/method.md 5.3)."""
 import torch
 import torch.nn.functional as F
 

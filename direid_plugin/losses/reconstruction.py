@@ -1,4 +1,4 @@
-"""Pixel reconstruction and content-invariance losses (METHOD_SPEC 4.4; paper Eq. 2)."""
+"""Pixel reconstruction and content-invariance losses (docs/method.md 4.4; paper Eq. 2)."""
 import torch.nn.functional as F
 
 PIXEL_LOSSES = {"l1": F.l1_loss, "smooth_l1": F.smooth_l1_loss, "l2": F.mse_loss}

@@ -1,4 +1,4 @@
-"""Channel attention on f_sen for DFEN (paper Eq. 13; official self-gating, METHOD_SPEC 3.8).
+"""Channel attention on f_sen for DFEN (paper Eq. 13; official self-gating, docs/method.md 3.8).
 
 ``guided`` (paper): the weights come from the frozen stage-1 degradation discriminator D_d. Its
 input signal is, per D_d scale, the patch map's mean (D_d's quality score, higher = better) and

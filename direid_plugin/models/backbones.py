@@ -1,4 +1,4 @@
-"""Multi-scale trunks for the content encoder, cut out of torchreid backbones (METHOD_SPEC 3.2).
+"""Multi-scale trunks for the content encoder, cut out of torchreid backbones (docs/method.md 3.2).
 
 Every trunk returns four feature maps at strides 2, 4, 8 and 16 of the input:
 

@@ -1,6 +1,6 @@
-"""Building blocks shared by the DDGAN modules (METHOD_SPEC 3.1, 3.7).
+"""Building blocks shared by the DDGAN modules (docs/method.md 3.1, 3.7).
 
-Conventions follow the official implementation so that parameter counts match METHOD_SPEC 3.9:
+Conventions follow the official implementation so that parameter counts match docs/method.md 3.9:
 convolutions carry a bias unless stated, padding is a separate layer, ``lrelu`` is slope 0.2.
 Activations are never in-place: the gradient penalty differentiates through them twice.
 """
@@ -41,7 +41,7 @@ def make_pad(pad_type, padding):
 class LayerNorm(nn.Module):
     """Per-sample normalisation over all of C x H x W (or C for vectors), then a per-channel affine.
 
-    ``(x - mean) / (std + eps)`` with the unbiased std, gamma ~ U(0, 1), beta = 0 (METHOD_SPEC 3.1).
+    ``(x - mean) / (std + eps)`` with the unbiased std, gamma ~ U(0, 1), beta = 0 (docs/method.md 3.1).
     Statistics are always per sample: the official code switches to batch-global statistics for
     CUDA half tensors, which makes AMP training and fp32 inference disagree; we do not copy that.
     """
@@ -65,7 +65,7 @@ class LayerNorm(nn.Module):
 class AdaptiveInstanceNorm2d(nn.Module):
     """Instance norm (biased variance, eps 1e-5) whose per-sample scale and shift come from outside.
 
-    The scale is applied as given, with no ``1 + gamma`` offset (METHOD_SPEC 3.4). Passing the
+    The scale is applied as given, with no ``1 + gamma`` offset (docs/method.md 3.4). Passing the
     parameters to ``forward`` (rather than assigning them as module state before the call, as the
     official code does) keeps the decoder stateless and safe to call re-entrantly.
     """
@@ -140,7 +140,7 @@ class ResBlock(nn.Module):
 
 
 class AdaINResBlock(nn.Module):
-    """The decoder's residual block: [pad, conv3x3, AdaIN, LReLU], [pad, conv3x3, AdaIN] + skip (METHOD_SPEC 3.4)."""
+    """The decoder's residual block: [pad, conv3x3, AdaIN, LReLU], [pad, conv3x3, AdaIN] + skip (docs/method.md 3.4)."""
 
     def __init__(self, dim, pad_type="reflect"):
         super().__init__()
@@ -189,7 +189,7 @@ class LiteResBlock(nn.Module):
 
 class ASPP(nn.Module):
     """Atrous spatial pyramid pooling: a 1x1 branch and three 1x1 -> dilated 3x3 branches (dilation 3, 6, 9),
-    each ``out_ch / 4`` wide, concatenated and fused by a 1x1 conv without activation (METHOD_SPEC 3.1)."""
+    each ``out_ch / 4`` wide, concatenated and fused by a 1x1 conv without activation (docs/method.md 3.1)."""
 
     def __init__(self, in_ch, out_ch=128, dilations=(3, 6, 9), norm="in", activation="lrelu", pad_type="reflect"):
         super().__init__()
@@ -222,7 +222,7 @@ class UpsampleBlock(nn.Module):
 
 
 class ClassBlock(nn.Module):
-    """Bottleneck classifier: Linear(in->512), BatchNorm1d, Dropout(0.5), Linear(512->classes) (METHOD_SPEC 3.7).
+    """Bottleneck classifier: Linear(in->512), BatchNorm1d, Dropout(0.5), Linear(512->classes) (docs/method.md 3.7).
 
     Not a BNNeck: no ReLU, a trainable BN shift, and dropout. ``embed`` gives the 512-d bottleneck
     feature used at test time in stage 2.
@@ -249,7 +249,7 @@ class ClassBlock(nn.Module):
 
 
 def weights_init(kind):
-    """``module.apply`` initialiser for Conv*/Linear* weights (bias 0), METHOD_SPEC 3.1.
+    """``module.apply`` initialiser for Conv*/Linear* weights (bias 0), docs/method.md 3.1.
 
     ``kaiming``: kaiming-normal, fan_in. ``gaussian``: N(0, 0.02). Norm layers keep their own init.
     """

@@ -1,4 +1,4 @@
-"""Content encoder E_c: multi-scale trunk + ContentHead + ClassBlock classifier (METHOD_SPEC 3.2)."""
+"""Content encoder E_c: multi-scale trunk + ContentHead + ClassBlock classifier (docs/method.md 3.2)."""
 import contextlib
 
 import torch
@@ -80,7 +80,7 @@ class ContentEncoder(nn.Module):
     ``freeze_trunk``: run the trunk under ``torch.no_grad`` (stage 1 of the official code), so it
     gets no gradients. Note the official code leaves the frozen trunk in train mode, so its
     BatchNorm layers still use batch statistics and their running mean/var keep drifting during
-    stage 1 (METHOD_SPEC 4.5). ``trunk_bn_eval=True`` keeps the trunk in eval mode whatever the
+    stage 1 (docs/method.md 4.5). ``trunk_bn_eval=True`` keeps the trunk in eval mode whatever the
     parent's mode, which stops that drift. Both flags may be changed after construction.
 
     Inputs should have H and W divisible by 16 (the trunk stride) so that the content map is

@@ -69,7 +69,7 @@ class DDGAN(nn.Module):
     def swap(self, x_a, x_b, synthetic_b=False):
         """Reconstructions and degradation swaps: (x_aa, x_bb, x_ab, x_ba), where x_ij = G(c_i, d_j).
 
-        ``synthetic_b``: x_b is a self-degraded image, so its code comes from E'_d (METHOD_SPEC 4.2).
+        ``synthetic_b``: x_b is a self-degraded image, so its code comes from E'_d (docs/method.md 4.2).
         """
         c_a, d_a = self.decompose(x_a)
         c_b, d_b = self.decompose(x_b, synthetic_b)

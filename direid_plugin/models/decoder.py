@@ -1,4 +1,4 @@
-"""AdaIN decoder G: content map + degradation code -> image (METHOD_SPEC 3.4)."""
+"""AdaIN decoder G: content map + degradation code -> image (docs/method.md 3.4)."""
 import torch.nn as nn
 
 from direid_plugin.models.blocks import MLP, AdaINResBlock, Conv2dBlock, UpsampleBlock, weights_init

@@ -1,4 +1,4 @@
-"""Degradation encoders E_d (real) and E'_d (self/synthetic) with a shared trunk (METHOD_SPEC 3.3)."""
+"""Degradation encoders E_d (real) and E'_d (self/synthetic) with a shared trunk (docs/method.md 3.3)."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

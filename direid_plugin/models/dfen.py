@@ -10,7 +10,7 @@ Train mode returns a dict for the stage-2 engine (engines/dfen_engine.py):
 (after attention) and ``f_fused`` (the triplet loss uses these), and ``attention`` (B, sen_dim)
 when an attention is on. Eval mode returns one (B, feature_dim) tensor, ``test_feature``:
 
-| test_feature | head 'classblock' (official, METHOD_SPEC 6)      | head 'bnneck'                 |
+| test_feature | head 'classblock' (official, docs/method.md 6.1) | head 'bnneck'                 |
 |--------------|--------------------------------------------------|-------------------------------|
 | inv          | 512-d bottleneck of the inv head                  | BN(f_inv)                     |
 | sen          | 512-d bottleneck of the sen head                  | BN(f_sen)                     |
@@ -41,7 +41,7 @@ DFEN_KEYS = ("ddgan_checkpoint", "use_dil", "sen_backbone", "sen_weights", "shar
 
 class BNNeck(nn.Module):
     """BatchNorm1d with its shift fixed at 0, then a bias-free linear classifier (Luo et al. 2019,
-    "Bag of tricks"; METHOD_SPEC 3.7 ClassBlock_BNNeck). ``embed`` is the post-BN test feature;
+    "Bag of tricks"; docs/method.md 3.7 ClassBlock_BNNeck). ``embed`` is the post-BN test feature;
     the triplet loss takes the feature before the BN."""
 
     def __init__(self, in_dim, num_classes):
@@ -149,7 +149,7 @@ class DFEN(nn.Module):
         if self.attention is None:
             return None
         signal = degradation_statistics(self.degradation_discriminator, x) if self.attention_kind == "guided" \
-            else f_sen.detach()  # official self-gating stops the gradient (METHOD_SPEC 3.8)
+            else f_sen.detach()  # official self-gating stops the gradient (docs/method.md 3.8)
         return self.attention(signal)
 
     def branch_features(self, x):

@@ -1,4 +1,4 @@
-"""Multi-scale PatchGAN discriminator, used for D_r (reality) and D_d (degradation), METHOD_SPEC 3.5."""
+"""Multi-scale PatchGAN discriminator, used for D_r (reality) and D_d (degradation), docs/method.md 3.5."""
 import torch
 import torch.nn as nn
 
@@ -31,7 +31,7 @@ class MultiScaleDiscriminator(nn.Module):
     (32 in the official code; the residual blocks run at twice that). Gaussian N(0, 0.02) init.
 
     ``forward(x)`` returns the list of patch maps (finest first); ``score(x)`` the per-image
-    scalar used for degradation ranking (higher = higher quality, see losses/ranking.py).
+    scalar used for degradation ranking (higher = higher quality, see losses/degradation_ranking.py).
     """
 
     def __init__(self, n_scales=3, in_channels=3, width=32):

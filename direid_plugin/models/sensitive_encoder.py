@@ -1,7 +1,7 @@
 """Degradation-sensitive encoder E_id of DFEN (stage 2): a trainable torchreid Re-ID backbone.
 
 Paper (CVPR 2020, Sec. 3.2): a separate pre-trained Re-ID network gives f_sen. Official code
-(METHOD_SPEC 3.6, 5.1): E_id keeps only its last stage, fed with E_c's last trunk level, so both
+(docs/method.md 3.6, 5.1): E_id keeps only its last stage, fed with E_c's last trunk level, so both
 branches share one trunk. ``shared_channels`` selects the official form.
 """
 import torch.nn as nn

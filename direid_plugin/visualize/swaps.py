@@ -1,6 +1,6 @@
 """Degradation-swap pictures: decompose real images, decode contents with exchanged degradation codes.
 
-Both codes come from the real head E_d, as in the official visualize.py (METHOD_SPEC 7).
+Both codes come from the real head E_d, as in the official visualize.py (docs/method.md 7).
 """
 import torch
 

@@ -5,7 +5,7 @@ consistent appearance (clothing colours from a small shared palette, a torso pat
 build, height, bag, shoes); cameras differ in background, pose and placement jitter, walking
 direction, illumination and resolution. Camera 0 is high resolution; camera 1 is low resolution:
 each of its images is ``downsample``-d by a factor from {2, 3, 4} drawn per image and recorded
-in the cache manifest, as in the MLR protocols (DESIGN.md, "Protocols").
+in the cache manifest, as in the MLR protocols (README.md, "Degraded datasets").
 
 All identities are drawn once from ``seed`` into a verified cache folder; ``split_id`` only
 chooses which identities train and which test, so every split reuses the same files.

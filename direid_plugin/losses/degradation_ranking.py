@@ -1,4 +1,4 @@
-"""Degradation ranking losses on the degradation discriminator D_d (METHOD_SPEC 4.3, 4.4; paper Eq. 5, 6, 10).
+"""Degradation ranking losses on the degradation discriminator D_d (docs/method.md 4.3, 4.4; paper Eq. 5, 6, 10).
 
 Convention: a HIGHER D_d score means HIGHER quality (less degraded), as in the official code.
 The paper words it the other way round (D_d scores the degree of degradation). The two are

@@ -294,7 +294,7 @@ CLI_ERRORS = {  # id -> (extra overrides given tmp, small_pku; phrase the error 
     "every_query_image_bad": (lambda t, d: ["data.skip_bad_images", "True"], "pku_reid query: none of its"),
     "missing_data_root": (lambda t, d: ["data.root", str(t / "nowhere")], "expected layout"),
     "save_dir_under_a_file": (lambda t, d: ["data.save_dir", _write(t / "f", b"x") + "/sub"], "data.save_dir: cannot"),
-    "missing_weights": (lambda t, d: ["model.load_weights", str(t / "w.pth")], "weights file not found"),
+    "missing_weights": (lambda t, d: ["model.load_weights", str(t / "w.pth")], "w.pth: checkpoint not found; check the path"),
     # a mean of 1e39 (inf in float32) makes every input -inf: every step's gradients are NaN
     "diverging_run": (lambda t, d: ["data.norm_mean", "[1e39, 1e39, 1e39]", "engine.max_nonfinite_steps", "2"],
                       "training diverged: 2 consecutive steps of 'model' had non-finite gradients"),
@@ -317,6 +317,7 @@ def test_cli_reports_known_errors_in_one_line(case, small_pku, tmp_path):
     assert phrase in message, message
 
 
+@pytest.mark.slow
 def test_cli_error_is_one_stderr_line_and_debug_env_keeps_the_traceback(tmp_path):
     command = [sys.executable, os.path.join(REPO, "tools", "train.py"), "data.root", str(tmp_path),
                "data.sources", "['pku_reid']", "data.targets", "['pku_reid']", "data.save_dir", str(tmp_path / "run")]

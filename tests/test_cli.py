@@ -23,6 +23,7 @@ def _tiny(pku_root, save_dir, *extra):
             "engine.progress", "False", *extra]
 
 
+@pytest.mark.slow
 def test_train_then_test_a_stock_baseline(pku_root, tmp_path, capsys):
     save_dir = tmp_path / "run"
     cli_train.main(_tiny(pku_root, save_dir))
@@ -44,6 +45,7 @@ def test_train_then_test_a_stock_baseline(pku_root, tmp_path, capsys):
     assert state["rank1"] == pytest.approx(trained["rank1"])
 
 
+@pytest.mark.slow
 def test_triplet_engine_and_resume_auto(pku_root, tmp_path):
     save_dir = tmp_path / "tri"
     args = ["loss.name", "triplet", "loss.triplet.weight_x", "1.0", "sampler.train_sampler", "RandomIdentitySampler",
@@ -58,6 +60,7 @@ def test_triplet_engine_and_resume_auto(pku_root, tmp_path):
         first["state_dict"]["conv1.conv.weight"], second["state_dict"]["conv1.conv.weight"])
 
 
+@pytest.mark.slow
 def test_tools_script_reports_config_errors_in_one_line(tmp_path):
     result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "train.py"), "train.lrr", "0.1"],
                             capture_output=True, text=True, timeout=120)

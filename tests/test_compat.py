@@ -24,6 +24,7 @@ def _engine(dm, scheduler=True, engine_class=ImageSoftmaxEngine):
     return engine_class(dm, model, optimizer=optimizer, scheduler=sched, use_gpu=False)
 
 
+@pytest.mark.slow
 def test_import_leaves_torchreid_engines_and_ranking_as_torchreid_ships_them():
     # A fresh interpreter: other tests of this session may have called install_fast_ranking().
     code = ("import direid_plugin; from torchreid.reid.engine.engine import Engine; from torchreid.reid.metrics import rank; "
@@ -94,6 +95,7 @@ def test_stock_engine_trains_and_tests_on_a_plugin_dataset(mlr_root, tmp_path):
     assert os.path.isfile(tmp_path / "log" / "model" / "model.pth.tar-1")
 
 
+@pytest.mark.slow
 def test_corrupt_image_gives_one_clear_error(tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")

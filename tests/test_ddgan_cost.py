@@ -199,6 +199,7 @@ def test_cpu_preset_inherits_the_official_losses_and_trains(cache, tmp_path):
     assert os.path.isfile(engine.last_checkpoint)
 
 
+@pytest.mark.slow
 def test_benchmark_profile_shares_add_up(capsys):
     """tools/benchmark_ddgan.py --profile: one table per config whose shares cover each iteration."""
     import importlib.util

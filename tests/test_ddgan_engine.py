@@ -133,6 +133,7 @@ def test_paper_variant_ranking_label_and_identity_preserving(cache, tmp_path, os
     assert not any(p.requires_grad for p in engine.model.identity_encoder.parameters())
 
 
+@pytest.mark.slow
 def test_iterations_alternate_and_schedule(cache, tmp_path):
     engine = _engine(_cfg(tmp_path, "ddgan.lr_step", "4"))
     assert milestones(20000) == [20000, 30000, 35000]
@@ -161,6 +162,7 @@ def _weights(engine):
     return {k: v.clone() for k, v in engine.model.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_resume_is_exact(cache, tmp_path):
     n = 3
     straight = _engine(_cfg(tmp_path / "a", "ddgan.max_iter", str(2 * n)))
@@ -180,6 +182,7 @@ def test_resume_is_exact(cache, tmp_path):
     assert state["iteration"] == 2 * n and {"optimizer_d", "scheduler_d", "scaler", "rng", "pair_stream"} <= set(state)
 
 
+@pytest.mark.slow
 def test_cli_run_writes_checkpoints_grids_and_results(cache, tmp_path):
     from direid_plugin.cli import train as cli_train
 
@@ -200,6 +203,7 @@ def test_cli_run_writes_checkpoints_grids_and_results(cache, tmp_path):
     assert 0 < seconds[0] < seconds[1]
 
 
+@pytest.mark.slow
 def test_reconstruction_overfits_real_viper_pairs(viper_root):
     """On 4 real VIPeR images and their down-sampled copies, the reconstruction loss falls far."""
     from direid_plugin.data.degradations import downsample

@@ -241,6 +241,7 @@ def test_memory_replay_re_degrades_and_trains_only_through_the_augmented_branch(
     assert summary["loss_replay"] > 0 and all(torch.equal(v, after[k]) for k, v in frozen.items())
 
 
+@pytest.mark.slow
 def test_cli_stage2_run_writes_checkpoints_and_results(cache, tmp_path, stage1, osnet_msmt17_weights):
     from direid_plugin.cli import test as cli_test
     from direid_plugin.cli import train as cli_train
@@ -282,6 +283,7 @@ def test_resample_replay_lowers_detail_with_seeded_factors():
         ResampleReplay(build_degradation(node))
 
 
+@pytest.mark.slow
 def test_resume_continues_the_resample_replay_stream_and_matches_an_uninterrupted_run(cache, tmp_path, stage1,
                                                                                        osnet_msmt17_weights):
     from direid_plugin.cli import train as cli_train

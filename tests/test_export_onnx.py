@@ -40,6 +40,7 @@ def _session(path):
     return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
 
 
+@pytest.mark.slow
 def test_dfen_graph_gives_the_test_feature(images, tmp_path, capsys):
     torch.manual_seed(0)
     dfen = DFEN(NUM_IDS, feat_inv_dim=FEAT_INV, attention="guided").eval()

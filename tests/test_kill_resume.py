@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 
+import pytest
 import torch
 
 from direid_plugin.engines.checkpointing import TrainingClock, find_resume_checkpoint, latest_valid
@@ -63,6 +64,7 @@ class Run:
         return "".join(self.lines)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_save_and_mid_epoch_then_resume_matches_uninterrupted_run(pku_root, tmp_path):
     reference = Run(_command(pku_root, tmp_path / "reference"))
     save_dir = tmp_path / "interrupted"

@@ -2,6 +2,7 @@
 import json
 import os
 
+import pytest
 from PIL import Image
 
 from direid_plugin.cli import pipeline as cli_pipeline
@@ -10,6 +11,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(REPO, "configs", "main", "synthetic_direid.yaml")
 
 
+@pytest.mark.slow
 def test_pipeline_runs_baseline_stage1_stage2_and_writes_the_table(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DIREID_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"

@@ -12,7 +12,7 @@ from direid_plugin.build import build_run
 from direid_plugin.config import load_config
 from direid_plugin.engines.base import PluginEngine, SoftmaxEngine
 from direid_plugin.models.trained import checkpoint_model_name, load_trained_model
-from direid_plugin.registry import PLUGIN_MODELS, Signature, plugin_model
+from direid_plugin.registry import PLUGIN_MODELS, Signature, model_factory, plugin_model
 from direid_plugin.weights import read
 
 NAMES = sorted(PLUGIN_MODELS)
@@ -39,8 +39,10 @@ def trained(request, tmp_path_factory):
 
 def test_builds_by_name_through_torchreid_with_finite_features_of_the_declared_width(trained):
     name, cfg, _ = trained
-    model = torchreid.models.build_model(name, 4, pretrained=False, use_gpu=False,
-                                         **PLUGIN_MODELS[name].config_kwargs(cfg))
+    # torchreid's build_model takes no architecture options: the default architecture by name...
+    assert isinstance(torchreid.models.build_model(name, 4, pretrained=False, use_gpu=False), torch.nn.Module)
+    # ...and any architecture through the same factory (what the plugin's runs call).
+    model = model_factory()[name](4, pretrained=False, use_gpu=False, **PLUGIN_MODELS[name].config_kwargs(cfg))
     features = model.eval()(torch.rand(2, 3, cfg.data.height, cfg.data.width))
     assert features.shape == (2, model.feature_dim) and torch.isfinite(features).all()
 

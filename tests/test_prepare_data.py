@@ -67,6 +67,7 @@ def test_missing_raw_data_shows_the_expected_layout(tmp_path, monkeypatch, capsy
     assert not os.path.exists(tmp_path / "cache")
 
 
+@pytest.mark.slow
 def test_tools_shim_runs_the_cli(viper_raw, tmp_path):
     env = dict(os.environ, DIREID_CACHE=str(tmp_path / "cache"))
     done = subprocess.run([sys.executable, os.path.join(REPO, "tools", "prepare_data.py"), "mlr_viper", "--root", viper_raw],

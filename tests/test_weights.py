@@ -3,6 +3,7 @@ import torchreid
 
 from direid_plugin import weights
 from direid_plugin.build import load_reported
+from direid_plugin.registry import model_factory
 
 
 def test_osnet_msmt17_weights_load_without_the_classifier(osnet_msmt17_weights, capsys):
@@ -25,10 +26,11 @@ def test_one_rule_set_for_every_weights_option(osnet_msmt17_weights, tmp_path):
     source = source.get("state_dict", source)
     path = tmp_path / "torchreid_style.pth.tar"
     torch.save({"state_dict": {"module." + k: v for k, v in source.items()}, "rank1": np.float32(0.5), "epoch": 3}, path)
-    ddgan = torchreid.models.build_model("ddgan", 4, pretrained=False, use_gpu=False, backbone_weights=str(path),
-                                         feat_inv_dim=16, content_dim=16)
-    dfen = torchreid.models.build_model("dfen", 4, pretrained=False, use_gpu=False, backbone_weights=str(path),
-                                        sen_weights=str(path), feat_inv_dim=16, content_dim=16, attention="none")
+    factory = model_factory()  # torchreid's, as the plugin's runs call it with the config's options
+    ddgan = factory["ddgan"](4, pretrained=False, use_gpu=False, backbone_weights=str(path), feat_inv_dim=16,
+                             content_dim=16)
+    dfen = factory["dfen"](4, pretrained=False, use_gpu=False, backbone_weights=str(path), sen_weights=str(path),
+                           feat_inv_dim=16, content_dim=16, attention="none")
     model = torchreid.models.build_model("osnet_x0_25", 4, pretrained=False, use_gpu=False)
     load_reported(model, weights.read(str(path), "model.pretrained_path"))
     expected = source["conv1.conv.weight"]
@@ -43,4 +45,4 @@ def test_a_file_that_is_not_a_checkpoint_names_the_option(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("identity,camera\n")
     with pytest.raises(weights.CheckpointError, match=f"dfen.sen_weights {path}: cannot load checkpoint"):
-        torchreid.models.build_model("dfen", 4, pretrained=False, use_gpu=False, sen_weights=str(path), attention="none")
+        model_factory()["dfen"](4, pretrained=False, use_gpu=False, sen_weights=str(path), attention="none")

@@ -1,10 +1,13 @@
 """A measured fact: real Re-ID weights lose rank-1 on MLR-VIPeR's down-sampled queries (zero-shot)."""
 import os
 
+import pytest
+
 from direid_plugin import run
 from direid_plugin.config import load_config
 
 
+@pytest.mark.slow
 def test_lr_queries_score_clearly_below_clean_queries(viper_root, osnet_msmt17_weights, tmp_path, monkeypatch):
     monkeypatch.setenv("DIREID_CACHE", str(tmp_path / "cache"))
     cfg = load_config(None, [

@@ -52,8 +52,9 @@ def downsample_tensor(x, factor):
 
 
 # How far the tensor path of a degradation may be from its PIL path, on 0-255 images (mean, max of
-# the absolute difference; measured on real VIPeR images in tests/test_degradations.py).
-TENSOR_PATH_TOLERANCE = {"mean": 1.0, "max": 24.0}
+# the absolute difference). Measured on 20 real VIPeR images at factors 1.5-5: mean 1.09-1.31, max 11-15
+# (tests/test_degradations.py): Pillow rounds the small image to 8 bits before up-sampling.
+TENSOR_PATH_TOLERANCE = {"mean": 1.5, "max": 16.0}
 
 
 def _saturate(x, half):

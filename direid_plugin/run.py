@@ -9,9 +9,8 @@ import os
 import sys
 import time
 
-from direid_plugin.build import build_run
+from direid_plugin.build import build_run, engine_name
 from direid_plugin.data.datamanager import report_skipped_images
-from direid_plugin.engines.builder import engine_name
 from direid_plugin.engines.checkpointing import TrainingClock
 from direid_plugin.evaluation.tables import run_table
 

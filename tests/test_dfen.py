@@ -48,7 +48,7 @@ def _opts(tmp_path, checkpoint, weights, *extra):
 
 
 def _engine(cfg):
-    """The engine of a run of ``cfg`` (engines/builder.py, through the registry)."""
+    """The engine of a run of ``cfg`` (build.py, through the registry)."""
     return build.build_run(cfg)
 
 
@@ -306,7 +306,7 @@ def test_resume_continues_the_resample_replay_stream_and_matches_an_uninterrupte
 def test_engine_auto_picks_the_plugin_models_engine_and_a_mismatch_is_a_config_error(cache, tmp_path, stage1,
                                                                                      osnet_msmt17_weights):
     from direid_plugin.config import ConfigError
-    from direid_plugin.engines.builder import engine_name
+    from direid_plugin.build import engine_name
 
     assert engine_name(load_config(OFFICIAL, ["engine.name", "auto", "loss.name", "softmax"])) == "dfen"
     assert engine_name(load_config(None, ["model.name", "ddgan", "loss.name", "triplet"])) == "ddgan"

@@ -7,7 +7,7 @@ import torch
 import torchreid
 
 from direid_plugin.config import ConfigError, load_config
-from direid_plugin.engines.builder import build_engine
+from direid_plugin.build import build_engine
 from direid_plugin.evaluation.tables import run_headers, run_rows
 from direid_plugin.evaluation.test_step import extract_features
 

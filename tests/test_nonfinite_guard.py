@@ -10,7 +10,7 @@ from torch import nn
 
 from direid_plugin import build
 from direid_plugin.config import load_config
-from direid_plugin.engines.builder import build_engine
+from direid_plugin.build import build_engine
 from direid_plugin.engines.guards import NonFiniteGuard, TrainingDiverged
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

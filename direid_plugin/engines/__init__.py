@@ -1,1 +1,1 @@
-"""Training engines: torchreid Engine subclasses with the plugin mixin (base.py), built by name (builder.py)."""
+"""Training engines: torchreid Engine subclasses with the plugin mixin (base.py); build.py picks one by name."""

@@ -59,7 +59,7 @@ class DDGANEngine(PluginEngine, Engine):
 
     @classmethod
     def from_config(cls, cfg, datamanager, model, settings, inputs):
-        """The registry's engine constructor (engines/builder.py); runs where the model is."""
+        """The registry's engine constructor (build.py); runs where the model is."""
         return cls(datamanager, model, cfg, use_gpu=next(model.parameters()).device.type == "cuda", settings=settings)
 
     @property

@@ -57,7 +57,7 @@ class DFENEngine(PluginEngine, ImageTripletEngine):
 
     @classmethod
     def from_config(cls, cfg, datamanager, model, settings, inputs):
-        """The registry's engine constructor (engines/builder.py): the stage-1 ``Weights`` the model
+        """The registry's engine constructor (build.py): the stage-1 ``Weights`` the model
         was built from are reused for memory replay."""
         return cls(datamanager, model, cfg, settings=settings, stage1=inputs.get("ddgan_checkpoint"))
 

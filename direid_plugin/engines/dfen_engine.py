@@ -1,7 +1,8 @@
 """Stage 2: the DFEN engine, torchreid's ``ImageTripletEngine`` with DFEN's loss.
 
 Epoch-based: torchreid's ``run``/``train`` loop, progress lines and TensorBoard scalars are used
-unchanged; test and checkpoints are the plugin engines' (engines/base.py). Per batch (paper Eq. 14, weights as in the official code, docs/method.md 5.3):
+unchanged; test and checkpoints are the plugin engines' (engines/base.py). Per batch (paper
+Eq. 14, weights as in the official code, docs/method.md 5.3):
 
     L = w_inv (CE + Tri)(inv) + w_sen (CE + Tri)(sen) + w_fused (CE + Tri)(fused)
         + w_replay KL(softmax(p_inv(x)).detach() || softmax(p_inv(x_aug)))
@@ -80,6 +81,7 @@ class DFENEngine(PluginEngine, ImageTripletEngine):
         if o.memory_replay in ("bank", "shuffle"):
             stage1 = self.stage1 or weights.read(o.ddgan_checkpoint, "dfen.ddgan_checkpoint")
             self.replay = MemoryReplay.from_config(self.cfg, stage1).to(self.device)
+            self.stage1 = None  # the replay copy holds what it needs
             if o.memory_replay == "bank":
                 dm = self.datamanager
                 self.replay.build_bank(dm.train_loader.dataset.train, dm.transform_te, self.cfg.test.batch_size,

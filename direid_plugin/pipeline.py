@@ -5,12 +5,12 @@ baseline and DI-REID share data, input size, schedule (``train.*``) and evaluati
 Outputs go under ``data.save_dir``: ``baseline/``, ``stage1/``, ``stage2/`` (each a complete run
 folder), ``degradation_swap.jpg``, ``results.md`` and ``results.json``.
 """
-import json
 import os
 
 from direid_plugin import run
 from direid_plugin.config import derive
 from direid_plugin.evaluation.tables import comparison_table
+from direid_plugin.files import write_json, write_text
 from direid_plugin.visualize.dataset_images import same_identity_pairs
 from direid_plugin.visualize.swaps import COLUMNS, save_swap_picture
 
@@ -59,8 +59,6 @@ def run_pipeline(cfg):
 
     print("\n" + comparison_table(results, ranks))
     print(f"\nDegradation swaps ({COLUMNS}): {swap_path}")
-    with open(os.path.join(cfg.data.save_dir, "results.md"), "w") as f:
-        f.write(comparison_table(results, ranks, tablefmt="github") + "\n")
-    with open(os.path.join(cfg.data.save_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    write_text(os.path.join(cfg.data.save_dir, "results.md"), comparison_table(results, ranks, tablefmt="github") + "\n")
+    write_json(os.path.join(cfg.data.save_dir, "results.json"), results)
     return results

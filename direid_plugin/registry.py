@@ -4,7 +4,7 @@ A plugin model is one entry, made by the ``plugin_model`` decorator on its torch
 (the timm / fast-reid pattern): everything the rest of the plugin needs to build, train, test,
 recognise and reload it lives there, so adding a model touches one place::
 
-    @plugin_model("mymodel", config_kwargs=lambda cfg: {...}, engine="direid_plugin.engines.my_engine:MyEngine",
+    @plugin_model("mymodel", options=("width",), config_kwargs=lambda cfg: {"width": cfg.mymodel.width}, engine="direid_plugin.engines.my_engine:MyEngine",
                   signature=Signature("my_unique_module.", "head.classifier.weight"),
                   written_by="engine.name mymodel, writes <save_dir>/model/model.pth.tar-<epoch>",
                   export="direid_plugin.export.onnx:export_mymodel")
@@ -41,7 +41,8 @@ class PluginModel:
     """One registered plugin model.
 
     * ``factory``: torchreid's factory signature ``(num_classes, loss, pretrained, use_gpu, **kwargs)``;
-    * ``config_kwargs(cfg)``: the factory's extra kwargs (architecture options) from the plugin config;
+    * ``options``: the factory's extra kwargs (architecture options); any other kwarg is refused by name;
+    * ``config_kwargs(cfg)``: their values from the plugin config;
     * ``engine``: "module:Class" of the engine that trains it (``engine.name`` = the model's name);
       the class provides ``from_config(cfg, datamanager, model, settings, inputs)``;
     * ``signature``: see ``Signature``; ``written_by``: which run writes its checkpoints (for errors);
@@ -57,6 +58,7 @@ class PluginModel:
 
     name: str
     factory: Callable
+    options: tuple
     config_kwargs: Callable
     engine: str
     signature: Signature
@@ -86,19 +88,24 @@ def plugin_model(name, **entry):
     """Decorator: register the decorated torchreid factory as plugin model ``name`` (see ``PluginModel``).
 
     The registered factory reads the files named by ``weight_files`` kwargs (a path, as torchreid's
-    ``build_model`` passes it) into ``Weights``, so the model's constructor never sees a path.
+    ``build_model`` passes it) into ``Weights``, so the model's constructor never sees a path, and
+    refuses kwargs that are not among its ``options``.
     """
     files = entry.get("weight_files", {})
+    options = tuple(entry.get("options", ()))
 
     def register(factory):
         @functools.wraps(factory)
         def read_files_then_build(num_classes, loss="softmax", pretrained=True, use_gpu=True, **kwargs):
+            unknown = sorted(set(kwargs) - set(options))
+            if unknown:
+                raise TypeError(f"unknown {name} option(s) {unknown}; valid options: {list(options)}")
             for kwarg, option in files.items():
                 if kwarg in kwargs:
                     kwargs[kwarg] = weights.resolve(kwargs[kwarg], option)
             return factory(num_classes, loss=loss, pretrained=pretrained, use_gpu=use_gpu, **kwargs)
 
-        PLUGIN_MODELS[name] = PluginModel(name=name, factory=read_files_then_build, **entry)
+        PLUGIN_MODELS[name] = PluginModel(name=name, factory=read_files_then_build, **{**entry, "options": options})
         return read_files_then_build
 
     return register

@@ -4,7 +4,6 @@ The CLI (``direid_plugin/cli``, ``tools/train.py``, ``tools/test.py``) is a thin
 ``train(cfg)`` and ``test(cfg)``; other tools (the end-to-end pipeline, benchmarks) call them too.
 """
 import contextlib
-import json
 import os
 import sys
 import time
@@ -13,6 +12,7 @@ from direid_plugin.build import build_run, engine_name
 from direid_plugin.data.datamanager import report_skipped_images
 from direid_plugin.engines.checkpointing import TrainingClock
 from direid_plugin.evaluation.tables import run_table
+from direid_plugin.files import write_json, write_text
 
 
 class _Tee:
@@ -44,8 +44,7 @@ def _output_folder(cfg, prefix):
         os.remove(probe)
     except OSError as e:
         raise PermissionError(f"data.save_dir: cannot write to {save_dir} ({e.strerror}); choose a writable folder") from None
-    with open(os.path.join(save_dir, "config.yaml"), "w") as f:
-        f.write(cfg.dump())
+    write_text(os.path.join(save_dir, "config.yaml"), cfg.dump())
     console = sys.stdout
     log_path = os.path.join(save_dir, f"{prefix}.log-{time.strftime('%Y-%m-%d-%H-%M-%S')}")
     with open(log_path, "w", encoding="utf-8") as log_file:
@@ -60,8 +59,7 @@ def write_results(cfg, engine, label):
     """Print the run's results table and write ``results.json`` into ``data.save_dir``."""
     table = run_table(engine.eval_results, label, list(cfg.test.ranks))
     print(table)
-    with open(os.path.join(cfg.data.save_dir, "results.json"), "w") as f:
-        json.dump({"model": label, "results": engine.eval_results}, f, indent=1)
+    write_json(os.path.join(cfg.data.save_dir, "results.json"), {"model": label, "results": engine.eval_results})
     return table
 
 

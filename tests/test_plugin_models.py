@@ -3,6 +3,7 @@ name through torchreid, trains a tiny run through its engine, gives finite eval 
 declared width, round-trips its checkpoint and exports to ONNX. A model added with one
 ``plugin_model`` entry is covered here without touching this file."""
 import numpy as np
+import onnxruntime
 import pytest
 import torch
 import torchreid
@@ -47,6 +48,12 @@ def test_builds_by_name_through_torchreid_with_finite_features_of_the_declared_w
     assert features.shape == (2, model.feature_dim) and torch.isfinite(features).all()
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_an_unknown_option_is_refused_by_name(name):
+    with pytest.raises(TypeError, match=rf"unknown {name} option\(s\) \['widht'\]; valid options: .*"):
+        model_factory()[name](4, pretrained=False, use_gpu=False, widht=3)
+
+
 def test_trains_through_its_engine_and_tests_with_the_plugin_step(trained):
     name, cfg, engine = trained
     assert isinstance(engine, PLUGIN_MODELS[name].engine_class()) and isinstance(engine, PluginEngine)
@@ -66,7 +73,6 @@ def test_checkpoint_round_trips(trained):
 
 
 def test_exports_to_onnx_graphs_that_run(trained, tmp_path):
-    onnxruntime = pytest.importorskip("onnxruntime")  # part of '.[test]': present in CI
     name, cfg, engine = trained
     model, _ = load_trained_model(cfg, engine.last_checkpoint, (name,))
     paths = PLUGIN_MODELS[name].exporter()(model, str(tmp_path), cfg)

@@ -30,6 +30,7 @@ import direid_plugin  # noqa: F401
 from direid_plugin.config import derive, load_config
 from direid_plugin.data.datasets import VALIDATION_IDS, validation_name
 from direid_plugin.evaluation.tables import paired_differences_table, splits_table, time_ratios
+from direid_plugin.files import write_json
 from direid_plugin.pipeline import run_pipeline
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "benchmarks", "mlr_viper_osnet.yaml")
@@ -88,8 +89,7 @@ def main(argv=None):
     print(paired_differences_table(per_split, args.splits, direid, baseline))
     ratio = float(np.mean(time_ratios(per_split, direid, baseline)))
     print(f"DI-REID train time / baseline train time: {ratio:.2f}x")
-    with open(os.path.join(cfg.data.save_dir, "benchmark.json"), "w") as f:
-        json.dump({"splits": args.splits, "per_split": per_split, "time_ratio": ratio}, f, indent=1)
+    write_json(os.path.join(cfg.data.save_dir, "benchmark.json"), {"splits": args.splits, "per_split": per_split, "time_ratio": ratio})
 
 
 if __name__ == "__main__":

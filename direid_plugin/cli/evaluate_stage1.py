@@ -18,7 +18,6 @@ For each DDGAN checkpoint given (in iteration order), on the test split of ``dat
 """
 import argparse
 import glob
-import json
 import os
 import re
 
@@ -32,6 +31,7 @@ from direid_plugin.config import ConfigError, derive
 from direid_plugin.data.degradations import build_degradation
 from direid_plugin.data.pairs import pair_transform
 from direid_plugin.evaluation import stage1
+from direid_plugin.files import write_json
 from direid_plugin.models.trained import load_trained_model
 from direid_plugin.visualize.dataset_images import picture_dataset, sample_items
 
@@ -95,8 +95,7 @@ def evaluate(cfg, args):
               f"cross-rec L1 x{last[2] / first[2]:.2f}")
     if args.output:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w") as f:
-            json.dump({"dataset": target, "headers": HEADERS, "rows": rows}, f, indent=1)
+        write_json(args.output, {"dataset": target, "headers": HEADERS, "rows": rows})
     return rows
 
 

@@ -12,6 +12,7 @@ import os
 import torchreid.reid.data.datamanager as tr_datamanager
 
 from direid_plugin.data.image_io import ImageReadError, read_image
+from direid_plugin.files import write_text
 
 SKIPPED_FILE = "skipped_images.txt"
 
@@ -76,8 +77,7 @@ def report_skipped_images(datamanager, save_dir):
     if skipped is None:
         return None
     path = os.path.join(save_dir, SKIPPED_FILE)
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(line + "\n" for line in skipped)
+    write_text(path, "".join(line + "\n" for line in skipped))
     print(f"=> data.skip_bad_images: {len(skipped)} unreadable images skipped (listed in {path})"
           + "".join(f"\n  {line}" for line in skipped))
     return path

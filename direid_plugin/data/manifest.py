@@ -12,6 +12,8 @@ import os
 import shutil
 import tempfile
 
+from direid_plugin.files import write_json
+
 MANIFEST = "manifest.json"
 
 
@@ -48,27 +50,11 @@ def _list_files(folder):
     return sorted(files)
 
 
-def write_json_atomic(path, payload):
-    """Write JSON through a temporary file and a rename, so a crash never leaves half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_manifest(folder, payload):
     """Record ``payload`` plus the SHA-1 of every file now under ``folder``."""
     record = dict(payload)
     record["files"] = {rel: file_sha1(os.path.join(folder, rel)) for rel in _list_files(folder)}
-    write_json_atomic(os.path.join(folder, MANIFEST), record)
+    write_json(os.path.join(folder, MANIFEST), record, sort_keys=True)
     return record
 
 

@@ -9,19 +9,18 @@ of their own (an AMP scaler, a private random stream) add it through ``checkpoin
 take it back in ``load_checkpoint_extras(state)``. Every checkpoint also holds ``train_seconds``
 (the engine's ``TrainingClock``), so a resumed run reports its whole training time.
 
-Saves go to a temporary file in the same folder, are fsync'ed and then renamed over the target,
-so a process killed at any moment leaves either the old or the new file, never half of one. Only
-the newest ``keep_last`` files of a series are kept. Reading goes through ``direid_plugin.weights``.
+Saves are atomic (``direid_plugin.files``): a process killed at any moment leaves either the old or
+the new file, never half of one. Only the newest ``keep_last`` files of a series are kept. Reading goes through ``direid_plugin.weights``.
 """
 import glob
 import os
 import os.path as osp
 import re
-import tempfile
 import time
 
 import torch
 
+from direid_plugin.files import write_atomic
 from direid_plugin.weights import CheckpointError, load_checkpoint
 
 CHECKPOINT_PREFIX = "model.pth.tar-"
@@ -33,41 +32,14 @@ def save_checkpoint(state, path, keep_last=0):
     The series is every file in the folder that differs from ``path`` only in its trailing
     number (``model.pth.tar-3``, ``model.pth.tar-7``, ...). ``keep_last <= 0`` keeps all.
     """
-    folder = os.path.dirname(os.path.abspath(path))
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".ckpt")
+        write_atomic(path, lambda f: torch.save(state, f))
     except OSError as e:
-        raise CheckpointError(f"cannot write checkpoints to {folder} ({e.strerror}); set data.save_dir to a writable folder") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_dir(folder)
+        raise CheckpointError(f"cannot write checkpoint {path} ({e.strerror}); set data.save_dir to a writable folder") from None
     if keep_last > 0:
         for old in series(path)[:-keep_last]:
             os.remove(old)
     return path
-
-
-def _fsync_dir(folder):
-    """Make the rename itself durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _series_pattern(path):

@@ -99,7 +99,7 @@ def from_config(cfg):
 
 
 @plugin_model(
-    "ddgan", config_kwargs=from_config, engine="direid_plugin.engines.ddgan_engine:DDGANEngine",
+    "ddgan", options=ARCH_KEYS, config_kwargs=from_config, engine="direid_plugin.engines.ddgan_engine:DDGANEngine",
     signature=Signature("decoder.", "content_encoder.classifier.classifier.weight"),
     written_by="stage 1, engine.name ddgan, writes <save_dir>/ddgan/model.pth.tar-<iteration>",
     export="direid_plugin.export.onnx:export_ddgan",
@@ -114,7 +114,4 @@ def ddgan(num_classes, loss="softmax", pretrained=True, use_gpu=True, **kwargs):
     a download; configs use ``pretrained=False`` plus ``backbone_weights``). ``use_gpu`` is accepted
     for torchreid's signature only: the caller moves the model to its device. ``kwargs`` are
     DDGAN's architecture options (ARCH_KEYS); the weight files may be paths."""
-    unknown = sorted(set(kwargs) - set(ARCH_KEYS))
-    if unknown:
-        raise TypeError(f"unknown ddgan option(s) {unknown}; valid options: {list(ARCH_KEYS)}")
     return DDGAN(num_classes, loss=loss, pretrained=pretrained, **kwargs)

@@ -192,7 +192,7 @@ def from_config(cfg):
 
 
 @plugin_model(
-    "dfen", config_kwargs=from_config, engine="direid_plugin.engines.dfen_engine:DFENEngine",
+    "dfen", options=DDGAN_KEYS + DFEN_KEYS, config_kwargs=from_config, engine="direid_plugin.engines.dfen_engine:DFENEngine",
     signature=Signature("sensitive_encoder.", "heads.inv.classifier.weight"),
     written_by="stage 2, engine.name dfen, writes <save_dir>/model/model.pth.tar-<epoch>",
     export="direid_plugin.export.onnx:export_dfen",
@@ -207,7 +207,4 @@ def dfen(num_classes, loss="softmax", pretrained=True, use_gpu=True, **kwargs):
     completes torchreid's signature; ``use_gpu`` likewise (the caller moves the model).
     ``pretrained`` is torchreid's ImageNet init of both backbones (needs a download; configs use
     weight files instead). ``kwargs``: DDGAN_KEYS + DFEN_KEYS; the weight files may be paths."""
-    unknown = sorted(set(kwargs) - set(DDGAN_KEYS + DFEN_KEYS))
-    if unknown:
-        raise TypeError(f"unknown dfen option(s) {unknown}; valid options: {list(DDGAN_KEYS + DFEN_KEYS)}")
     return DFEN(num_classes, pretrained=pretrained, **kwargs)

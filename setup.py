@@ -40,8 +40,10 @@ setup(
     extras_require={
         # ONNX export (tools/export_onnx.py); torch's exporter imports onnx.
         "export": EXPORT,
-        # CI runs `pip install -e '.[test]'`: the export tests need the exporter and onnxruntime.
-        "test": ["pytest", "pytest-timeout", "onnxruntime"] + EXPORT,
+        # CI runs `pip install -e '.[test]'`: the export tests need the exporter and onnxruntime;
+        # Cython builds torchreid's compiled ranking, the reference tests/test_rank_cy_reference.py
+        # and tools/benchmark_eval.py compare with (tools/rank_cy_reference.py).
+        "test": ["pytest", "pytest-timeout", "onnxruntime", "cython"] + EXPORT,
     },
     entry_points={
         "console_scripts": [

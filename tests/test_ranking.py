@@ -71,13 +71,27 @@ def test_ties_within_true_or_within_false_matches_equal_torchreid():
     assert_same_as_torchreid((distmat, q_pids, g_pids, q_camids, g_camids), block_elements=3 * 120)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])  # order keys / search + tie placement
 @pytest.mark.parametrize("decimals", [1, 0])
-def test_mixed_ties_are_broken_by_gallery_index(decimals):
+def test_mixed_ties_are_broken_by_gallery_index(decimals, dtype):
     """A true and a false match at the same distance rank in gallery order: torchreid's answer on
     distances nudged by index (same order, no ties). ``decimals=0``: every distance is 0 or 1."""
     case = random_case(9, num_q=30, num_g=120, decimals=decimals)
     nudged = case[0].astype(np.float64) + np.arange(120) * 1e-6
-    assert_same_as_torchreid(case, reference_case=(nudged, *case[1:]), block_elements=3 * 120)
+    assert_same_as_torchreid((case[0].astype(dtype), *case[1:]), reference_case=(nudged, *case[1:]),
+                             block_elements=3 * 120)
+
+
+def test_float32_order_keys_agree_with_the_general_path():
+    """Negative distances, -0.0 against +0.0 (equal, so ordered by index), infinities and ties: the
+    float32 path (order keys) ranks exactly as the float64 path (search, then ties by index)."""
+    rng = np.random.default_rng(5)
+    _, *labels = random_case(5, num_q=30, num_g=150)
+    distmat = rng.choice(np.array([-np.inf, -2.5, -1.0, -0.0, 0.0, 0.5, 1.0, 3.0, np.inf], dtype=np.float32), (30, 150))
+    as_float32 = evaluate_ranking(distmat, *labels)
+    as_float64 = evaluate_ranking(distmat.astype(np.float64), *labels)
+    np.testing.assert_array_equal(as_float32.cmc, as_float64.cmc)
+    assert (as_float32.mAP, as_float32.mINP) == (as_float64.mAP, as_float64.mINP)
 
 
 def test_ragged_small_gallery_where_torchreid_python_fails():

@@ -124,9 +124,10 @@ def _test_node():
     node.visrank_topk = 10
     node.use_metric_cuhk03 = False
     # "standard": torchreid's CMC + mAP; "single_shot": the MLR protocol (one random gallery
-    # image per identity per trial, averaged over trials; evaluation/single_shot.py).
+    # image per identity per trial, averaged over trials; evaluation/single_shot.py). 100 trials
+    # is the official DI-REID test's count.
     node.protocol = "standard"
-    node.single_shot_trials = 10
+    node.single_shot_trials = 100
     # "plugin": the plugin's ranking (CMC, mAP, mINP; evaluation/ranking.py) and memory-bounded
     # re-ranking (evaluation/rerank.py), on the model's device; "torchreid": torchreid's own
     # python evaluate_rank and re_ranking on CPU (slow; no mINP; standard protocol only).

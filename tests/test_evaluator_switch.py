@@ -79,3 +79,21 @@ def test_test_flip_averages_every_engines_features_with_the_mirror(pku_datamanag
     expected = (plain + mirrored) / 2 if flip else plain
     torch.testing.assert_close(features, expected, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(plain, mirrored, atol=1e-3)  # the mirror really changes the feature
+
+
+class _NaNAfterFirstBatch(torch.nn.Module):
+    """The model's features, with NaN in every row but the first of each batch (a broken model)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        features = self.model(x)
+        return torch.cat([features[:1], torch.full_like(features[1:], float("nan"))]) if not self.training else features
+
+
+def test_non_finite_features_name_the_dataset_and_images(pku_datamanager, model):
+    with pytest.raises(ValueError, match=r"pku_reid query: \d+ of \d+ features are not finite \(NaN/inf\), e\.g\. of "
+                                         r"\['[^']+\.(png|jpg|bmp)'.*the model's output is broken"):
+        evaluate(pku_datamanager, _NaNAfterFirstBatch(model).eval(), "plugin")

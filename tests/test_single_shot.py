@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from direid_plugin.evaluation.query_blocks import NoValidQueryError
-from direid_plugin.evaluation.single_shot import evaluate_single_shot, rank_at, summarise_splits
+from direid_plugin.evaluation.single_shot import OFFICIAL_NUM_TRIALS, evaluate_single_shot, rank_at, summarise_splits
 
 # Gallery: identities a, b, c with two images each, columns a0 a1 b0 b1 c0 c1.
 G_PIDS = np.array([0, 0, 1, 1, 2, 2])
@@ -70,6 +70,21 @@ def test_one_image_per_identity_is_exact_for_any_trials():
         np.testing.assert_allclose(result["cmc"], [1 / 3, 2 / 3, 1])
         assert result["mAP"] == pytest.approx(11 / 18)
         assert result["rank5"] == 1.0  # past the CMC end: its last value
+
+
+def test_spread_across_trials_is_reported_beside_the_mean():
+    result = evaluate_single_shot(DISTMAT, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, num_trials=400, seed=2)
+    assert result["num_trials"] == 400
+    # Queries sample independently, so a trial's Rank-1 (mean of three indicators) has variance
+    # sum p(1-p) / 9 with P(r=0) = 3/4, 0, 1/4 (table above): 1/24, std 0.204; its mAP, from the
+    # per-query AP variances 3/64, 1/192, 1/16: 11/864, std 0.113. 400 trials estimate both
+    # within about 0.01.
+    assert result["rank1_trial_std"] == pytest.approx((1 / 24) ** 0.5, abs=0.02)
+    assert result["mAP_trial_std"] == pytest.approx((11 / 864) ** 0.5, abs=0.012)
+    one_per_identity = evaluate_single_shot(DISTMAT[:, [0, 2, 5]], Q_PIDS, G_PIDS[[0, 2, 5]], Q_CAMS, G_CAMS[[0, 2, 5]])
+    assert one_per_identity["num_trials"] == OFFICIAL_NUM_TRIALS  # the official count by default
+    assert one_per_identity["rank1_trial_std"] == pytest.approx(0, abs=1e-12)
+    assert one_per_identity["mAP_trial_std"] == pytest.approx(0, abs=1e-12)
 
 
 def test_same_pid_same_camera_gallery_items_are_dropped():

@@ -162,10 +162,13 @@ class PluginEngine:
         qf, q_pids, q_camids = test_step.extract_features(loader=query_loader, desc=f"{dataset_name} query", **extract)
         gf, g_pids, g_camids = test_step.extract_features(loader=gallery_loader, desc=f"{dataset_name} gallery", **extract)
         print(f"Features: query {tuple(qf.shape)}, gallery {tuple(gf.shape)}")
+        test_step.require_finite(qf, query_loader, f"{dataset_name} query")
+        test_step.require_finite(gf, gallery_loader, f"{dataset_name} gallery")
         qf, gf = test_step.normalised(qf, gf, normalize_feature)
         distances = test_step.distances(qf, gf, dist_metric, rerank, s.evaluator)
-        cmc, mAP, mINP = test_step.rank_metrics(distances, (q_pids, g_pids, q_camids, g_camids), s, use_metric_cuhk03)
-        self.eval_results[dataset_name] = test_step.report(dataset_name, s, cmc, mAP, mINP, ranks)
+        cmc, mAP, mINP, spread = test_step.rank_metrics(distances, (q_pids, g_pids, q_camids, g_camids), s,
+                                                        use_metric_cuhk03)
+        self.eval_results[dataset_name] = test_step.report(dataset_name, s, cmc, mAP, mINP, ranks, spread)
         if visrank:
             visualize_ranked_results(
                 test_step.as_matrix(distances), self.datamanager.fetch_test_loaders(dataset_name),

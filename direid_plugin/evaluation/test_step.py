@@ -62,6 +62,18 @@ def extract_features(extract, parse, loader, device, flip=False, progress=True, 
     return torch.cat(feats, 0), np.asarray(pids), np.asarray(camids)
 
 
+def require_finite(features, loader, what):
+    """Raise ValueError naming ``what`` (e.g. "market1501 query") and its first images when a
+    feature is NaN or infinite: a ranking of such features would be meaningless."""
+    bad = (~torch.isfinite(features).all(1)).nonzero().flatten()
+    if len(bad):
+        items = getattr(loader.dataset, "data", None) or []
+        named = [items[i][0] for i in bad[:3].tolist() if i < len(items)]
+        raise ValueError(f"{what}: {len(bad)} of {len(features)} features are not finite (NaN/inf), e.g. of "
+                         f"{named or bad[:3].tolist()}; the model's output is broken (a diverged training or bad "
+                         "weights), so nothing can be ranked")
+
+
 def distances(qf, gf, dist_metric, rerank, evaluator):
     """What is ranked: the plugin's block-wise distances (or its re-ranking), or torchreid's full
     CPU matrix (re-ranked from the q-q and g-g matrices)."""
@@ -80,16 +92,19 @@ def distances(qf, gf, dist_metric, rerank, evaluator):
 
 
 def rank_metrics(distances, labels, settings, use_metric_cuhk03):
-    """CMC, mAP and mINP (None from torchreid's evaluator) under ``settings``' protocol."""
+    """``(cmc, mAP, mINP, spread)`` under ``settings``' protocol: mINP is None from torchreid's
+    evaluator; ``spread`` holds the single-shot protocol's trial count and the standard deviation
+    of Rank-1 and mAP across its trials (empty for the standard protocol)."""
     if settings.protocol == "single_shot":
         result = evaluate_single_shot(distances, *labels, num_trials=settings.single_shot_trials, seed=settings.seed)
+        spread = {key: result[key] for key in ("num_trials", "rank1_trial_std", "mAP_trial_std")}
         # One true match per trial: its INP and its AP are both 1 / rank.
-        return np.asarray(result["cmc"]), float(result["mAP"]), float(result["mAP"])
+        return np.asarray(result["cmc"]), float(result["mAP"]), float(result["mAP"]), spread
     if settings.evaluator == "torchreid":
         cmc, mAP = metrics.evaluate_rank(distances, *labels, use_metric_cuhk03=use_metric_cuhk03, use_cython=False)
-        return np.asarray(cmc), float(mAP), None
+        return np.asarray(cmc), float(mAP), None, {}
     result = evaluate_ranking(distances, *labels, use_metric_cuhk03=use_metric_cuhk03, seed=settings.seed)
-    return result.cmc, result.mAP, result.mINP
+    return result.cmc, result.mAP, result.mINP, {}
 
 
 def as_matrix(distances):
@@ -99,15 +114,21 @@ def as_matrix(distances):
     return distances.cpu().numpy() if torch.is_tensor(distances) else distances
 
 
-def report(dataset_name, settings, cmc, mAP, mINP, ranks):
-    """Print the metrics and return the result record (``engine.eval_results[dataset_name]``)."""
+def report(dataset_name, settings, cmc, mAP, mINP, ranks, spread=None):
+    """Print the metrics and return the result record (``engine.eval_results[dataset_name]``);
+    ``spread``: see ``rank_metrics``, printed beside the means and kept in the record."""
+    spread = spread or {}
     shown = [r for r in ranks if r <= len(cmc)]
     print(f"** Results ({dataset_name}, {settings.protocol} protocol, {settings.evaluator} evaluator) **")
-    print(f"mAP: {mAP:.1%}")
+
+    def across(key):
+        return f" (std across {spread['num_trials']} trials: {spread[key]:.1%})" if spread else ""
+
+    print(f"mAP: {mAP:.1%}{across('mAP_trial_std')}")
     if mINP is not None:
         print(f"mINP: {mINP:.1%}")
     for r in shown:
-        print(f"Rank-{r:<3}: {cmc[r - 1]:.1%}")
+        print(f"Rank-{r:<3}: {cmc[r - 1]:.1%}{across('rank1_trial_std') if r == 1 else ''}")
     if len(shown) < len(ranks):
         print(f"(ranks {[r for r in ranks if r > len(cmc)]} exceed the CMC length {len(cmc)} and are omitted)")
     return {
@@ -117,6 +138,7 @@ def report(dataset_name, settings, cmc, mAP, mINP, ranks):
         "mINP": mINP,
         "cmc": [float(c) for c in cmc[: max(ranks)]],
         **{f"rank{r}": float(cmc[r - 1]) for r in shown},
+        **spread,
     }
 
 

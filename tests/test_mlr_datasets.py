@@ -16,7 +16,7 @@ from direid_plugin.data.datasets.caviar import CAVIAR, list_caviar, parse_caviar
 from direid_plugin.data.datasets.mlr_cuhk03 import MLRCUHK03, MLRCUHK03Folder
 from direid_plugin.data.datasets.mlr_viper import MLRViper
 from direid_plugin.data.datasets.protocol_cache import RawDataError
-from direid_plugin.data.datasets.wrappers import DegradedQueryDataset
+from direid_plugin.data.datasets.wrappers import DegradedCameraDataset
 from direid_plugin.data.degradations import downsample
 from direid_plugin.data.image_io import read_image
 from direid_plugin.data.manifest import MANIFEST, ManifestError
@@ -343,8 +343,10 @@ def test_wrapper_names_in_the_registry():
     for name, base, kind in [("mlr_wrap_viper", "viper", "mlr"), ("mlr_market1501", "market1501", "mlr"),
                              ("lowlight_msmt17", "msmt17", "lowlight"), ("mlr_wrap_cuhk03", "cuhk03", "mlr")]:
         entry = registry[name]
-        assert entry.func is DegradedQueryDataset and entry.keywords == {"base": base, "degradation": kind}
+        assert entry.func is DegradedCameraDataset and entry.keywords == {"base": base, "degradation": kind}
         assert DATASETS[name] is entry
+        queries = registry[f"{kind}_queries_{base}"]
+        assert queries.keywords == {"base": base, "degradation": kind, "queries_only": True}
 
 
 def test_wrapper_missing_base_data_is_an_error_not_a_download(tmp_path, monkeypatch):
@@ -357,19 +359,22 @@ def test_mlr_wrapper_on_stock_viper(viper_link_root, tmp_path, monkeypatch):
     monkeypatch.setenv("DIREID_CACHE", str(tmp_path / "cache"))
     base = torchreid.reid.data.datasets.init_image_dataset("viper", root=viper_link_root, verbose=False)
     ds = torchreid.reid.data.datasets.init_image_dataset("mlr_wrap_viper", root=viper_link_root, verbose=False)
-    assert ds.train == base.train and ds.gallery == base.gallery
-    assert len(ds.query) == 316 and ds.lr_camids == {0}
+    # The LR camera is cam_a (camid 0, VIPeR's query camera): its train and query images are LR.
+    assert ds.lr_camids == {0} and ds.gallery == base.gallery and len(ds.query) == 316
     sources = {entry["source"]: (rel, entry["factor"]) for rel, entry in ds.manifest["degraded"].items()}
-    for (path, pid, camid, _), (src, src_pid, src_camid, _) in zip(ds.query, base.query):
+    for (path, pid, camid, _), (src, src_pid, src_camid, _) in zip(ds.query + ds.train, base.query + base.train):
         assert (pid, camid) == (src_pid, src_camid)
+        if camid == 1:
+            assert path == src
+            continue
         rel, factor = sources[src]
         assert path == os.path.join(ds.cache_dir, rel) and factor in (2, 3, 4)
         assert np.array_equal(pixels(path), np.asarray(downsample(read_image(src), factor), dtype=np.int16))
-    assert set(f for _, f in sources.values()) == {2, 3, 4}
-    # degrade_train also degrades the train images of the LR camera (camid 0: cam_a)
-    both = DegradedQueryDataset("viper", root=viper_link_root, degrade_train=True, verbose=False)
-    degraded_train = [item for item in both.train if item[0].startswith(both.cache_dir)]
-    assert len(degraded_train) == 316 and {item[2] for item in degraded_train} == {0}
+    assert len(sources) == 316 + 316 and set(f for _, f in sources.values()) == {2, 3, 4}
+    # The query-only variant leaves train and gallery as they are and declares no LR camera.
+    queries = torchreid.reid.data.datasets.init_image_dataset("mlr_queries_viper", root=viper_link_root, verbose=False)
+    assert queries.train == base.train and queries.gallery == base.gallery and not queries.lr_camids
+    assert all(p.startswith(queries.cache_dir) for p, _, _, _ in queries.query)
 
 
 def test_lowlight_wrapper_darkens_queries(viper_link_root, tmp_path, monkeypatch):

@@ -1,11 +1,18 @@
-"""Degraded-query versions of any torchreid image dataset: ``mlr_<name>`` and ``lowlight_<name>``.
+"""The MLR and low-light protocols on any torchreid image dataset: ``mlr_<name>``, ``lowlight_<name>``.
 
-The base dataset is built by torchreid (same root, split and flags), then the query images of
-the LR camera(s) are degraded into a cache with a manifest: ``mlr_`` down-samples each by a
-factor drawn from {2, 3, 4} and resizes back; ``lowlight_`` darkens each with gamma ~ U[2, 3.5]
-and gain ~ U[0.75, 1] (the DI-REID illumination degradation). The gallery stays clean, and so
-does train unless ``degrade_train=True``, which also degrades the train images of the LR
-camera(s) (a camera-specific degradation, as in MLR-VIPeR).
+The base dataset is built by torchreid (same root, split and flags); then every image of the LR
+camera -- train, query and gallery alike, as MLR-VIPeR and MLR-CUHK03 down-sample every image of
+their LR camera -- is degraded into a cache with a manifest: ``mlr_`` down-samples each by a factor
+drawn from {2, 3, 4} and resizes back; ``lowlight_`` darkens each with gamma ~ U[2, 3.5] and gain
+~ U[0.75, 1] (the DI-REID illumination degradation). The LR camera is the query camera with the
+lowest id (VIPeR's cam_a, CUHK03's first camera) unless ``lr_camids`` names others; the other
+cameras stay as they are, so the training set holds real LR and HR images of the same identities
+(DI-REID's stage-1 real pairs) and the dataset declares the LR camera in ``lr_camids``. On a
+dataset whose queries come from several cameras, only the LR camera's queries are LR.
+
+``mlr_queries_<name>`` / ``lowlight_queries_<name>`` keep the query-only variant: every query
+image degraded, train and gallery as the base dataset has them; it declares no LR camera, since
+its training set has no real LR image.
 
 The base dataset is torchreid's own class, so it reads (and, like torchreid's VIPeR with its
 splits.json, may write) files under ``root`` exactly as it does without the plugin.
@@ -48,19 +55,20 @@ def build_base(base, root, split_id, base_flags):
         raise RawDataError(f"{e}; expected layout: {layout}") from None
 
 
-class DegradedQueryDataset(ImageDataset):
-    """torchreid dataset ``base`` with degraded LR-camera queries (see module doc).
+class DegradedCameraDataset(ImageDataset):
+    """torchreid dataset ``base`` under the MLR or low-light protocol (see the module doc).
 
     Args:
         base: a stock torchreid image dataset name.
         degradation: ``'mlr'`` (down-sampling) or ``'lowlight'`` (gamma darkening).
-        lr_camids: cameras whose queries are degraded; None = every query camera.
-        degrade_train: also degrade the train images of those cameras.
+        lr_camids: the LR cameras; None = the query camera with the lowest id (every query
+            camera with ``queries_only``).
+        queries_only: degrade the LR cameras' query images only (train and gallery untouched).
         seed: fixes the per-image degradation parameters (recorded in the manifest).
         build_cache: False only verifies an existing cache.
     """
 
-    def __init__(self, base, degradation="mlr", root="", split_id=0, seed=0, lr_camids=None, degrade_train=False,
+    def __init__(self, base, degradation="mlr", root="", split_id=0, seed=0, lr_camids=None, queries_only=False,
                  build_cache=True, **kwargs):
         if degradation not in PROTOCOL_DEGRADATIONS:
             raise ValueError(f"degradation must be one of {sorted(PROTOCOL_DEGRADATIONS)}, got {degradation!r}")
@@ -68,10 +76,15 @@ class DegradedQueryDataset(ImageDataset):
         base_flags = {key: kwargs.pop(key) for key in BASE_FLAGS if key in kwargs}
         dataset = build_base(base, root, split_id, base_flags)
         train, query, gallery = ([item[:3] for item in items] for items in (dataset.train, dataset.query, dataset.gallery))
-        lr = sorted({camid for _, _, camid in query} if lr_camids is None else set(lr_camids))
-        targets = sorted({path for path, _, camid in query + (train if degrade_train else []) if camid in lr})
-        if not targets:
-            raise ValueError(f"{base} has no query images from cameras {lr}; query cameras are {sorted({c for _, _, c in query})}")
+        query_camids = sorted({camid for _, _, camid in query})
+        if lr_camids is not None:
+            lr = sorted(set(lr_camids))
+        else:
+            lr = query_camids if queries_only else query_camids[:1]
+        degraded_sets = (query,) if queries_only else (train, query, gallery)
+        targets = sorted({path for items in degraded_sets for path, _, camid in items if camid in lr})
+        if not any(camid in lr for _, _, camid in query):
+            raise ValueError(f"{base} has no query images from cameras {lr}; query cameras are {query_camids}")
         name = f"{degradation}_wrap_{base}"  # the cache label; distinct from the dedicated datasets' caches
 
         def build(tmp):
@@ -83,22 +96,25 @@ class DegradedQueryDataset(ImageDataset):
             return {"lr_camids": lr, "degraded": write_degraded(tmp, jobs, seed, PROTOCOL_DEGRADATIONS[degradation])}
 
         params = {"dataset": name, "root": root, "split_id": split_id, "base_flags": base_flags, "seed": seed,
-                  "lr_camids": lr, "degrade_train": degrade_train}
+                  "lr_camids": lr, "queries_only": queries_only}
         folder, record = load_or_build(name, params, targets, build, allow_build=build_cache)
         cached = {entry["source"]: os.path.join(folder, rel) for rel, entry in record["degraded"].items()}
         swap = lambda items: [(cached.get(path, path), pid, camid) for path, pid, camid in items]
         self.cache_dir = folder
         self.manifest = record
-        self.lr_camids = frozenset(lr)
+        self.lr_camids = frozenset() if queries_only else frozenset(lr)
         self.base_dataset_name = base
-        super().__init__(swap(train) if degrade_train else train, swap(query), gallery, **kwargs)
+        super().__init__(swap(train), swap(query), swap(gallery), **kwargs)  # only degraded paths are in the cache
 
 
 def wrapper_datasets(taken=()):
-    """``{name: partial}`` for ``mlr_<stock>`` and ``lowlight_<stock>``; a name in ``taken`` gets ``<kind>_wrap_<stock>``."""
+    """``{name: partial}`` for ``<kind>_<stock>`` and ``<kind>_queries_<stock>``, kind ``mlr`` or
+    ``lowlight``; a name in ``taken`` gets ``<kind>_wrap_<stock>``."""
     entries = {}
     for kind in PROTOCOL_DEGRADATIONS:
         for base in STOCK_DATASETS:
             name = f"{kind}_{base}" if f"{kind}_{base}" not in taken else f"{kind}_wrap_{base}"
-            entries[name] = functools.partial(DegradedQueryDataset, base=base, degradation=kind)
+            entries[name] = functools.partial(DegradedCameraDataset, base=base, degradation=kind)
+            entries[f"{kind}_queries_{base}"] = functools.partial(DegradedCameraDataset, base=base, degradation=kind,
+                                                                  queries_only=True)
     return entries

@@ -12,12 +12,12 @@ import torchreid
 from torchreid.reid.utils import set_random_seed
 
 from direid_plugin import weights
-from direid_plugin.config import ConfigError
+from direid_plugin.config import ConfigError, close_matches
 from direid_plugin.data.datamanager import build_checked_datamanager
 from direid_plugin.engines.base import EngineSettings, SoftmaxEngine, TripletEngine
 from direid_plugin.engines.optimization import build_optimizer_and_scheduler
 from direid_plugin.evaluation.test_step import check_evaluation_settings
-from direid_plugin.registry import PLUGIN_MODELS, model_factory
+from direid_plugin.registry import PLUGIN_MODELS, dataset_registry, model_factory
 
 
 def use_gpu(cfg):
@@ -50,7 +50,19 @@ def imagedata_kwargs(cfg):
     )
 
 
+def check_dataset_names(cfg):
+    """A ConfigError naming the key, the unknown dataset and its nearest registered names (torchreid
+    would raise a ValueError listing all of them)."""
+    known = sorted(dataset_registry())
+    for key in ("sources", "targets"):
+        for name in cfg.data[key]:
+            if name not in known:
+                raise ConfigError(f"data.{key}: unknown dataset '{name}'{close_matches(name, known)}; the README's "
+                                  "dataset table lists the plugin's, torchreid's docs the stock ones")
+
+
 def build_datamanager(cfg):
+    check_dataset_names(cfg)
     if cfg.data.skip_bad_images:
         return build_checked_datamanager(**imagedata_kwargs(cfg))
     return torchreid.reid.data.ImageDataManager(**imagedata_kwargs(cfg))

@@ -10,6 +10,7 @@ YAML files may name a parent with ``_BASE_: relative/path.yaml``, or several wit
 order, a later parent overriding an earlier one); the parents are merged first, then the file.
 """
 import ast
+import difflib
 import os
 
 import yaml
@@ -354,13 +355,48 @@ def _promote_ints(default, data, prefix=""):
             data[key] = [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
 
 
+def config_keys(node, prefix=""):
+    """Every dotted key of a config node."""
+    keys = []
+    for key, value in node.items():
+        keys += config_keys(value, f"{prefix}{key}.") if isinstance(value, CN) else [prefix + key]
+    return keys
+
+
+def close_matches(word, candidates):
+    """' (did you mean 'a' or 'b'?)' for the candidates nearest to ``word``, or ''."""
+    found = difflib.get_close_matches(word, candidates, n=2, cutoff=0.75)
+    return f" (did you mean {' or '.join(repr(c) for c in found)}?)" if found else ""
+
+
+def _check_value_types(default, data, source, prefix=""):
+    """Name the key, the type it takes and the syntax (a list's, on the command line) instead of
+    yacs' type-mismatch text."""
+    for key, value in data.items():
+        ref = default.get(key) if isinstance(default, CN) else None
+        if isinstance(value, dict) or ref is None or isinstance(ref, CN):
+            if isinstance(value, dict):
+                _check_value_types(ref, value, source, f"{prefix}{key}.")
+            continue
+        if isinstance(ref, (list, tuple)):
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{source}: {prefix}{key} is a list: write {prefix}{key} \"[{value!r}]\" on the "
+                                  f"command line, or {key}: [{value}] in YAML")
+        elif type(value) is not type(ref):
+            kind = {"int": "an int", "float": "a number", "bool": "True or False", "str": "a string"}.get(
+                type(ref).__name__, f"a {type(ref).__name__}")
+            raise ConfigError(f"{source}: {prefix}{key} must be {kind} (default {ref!r}), got {value!r}")
+
+
 def _merge(cfg, data, source):
     _promote_ints(cfg, data)
+    _check_value_types(cfg, data, source)
     try:
         cfg.merge_from_other_cfg(CN(data))
     except KeyError as e:
         key = str(e.args[0]).replace("Non-existent config key: ", "")  # yacs' wording
-        raise ConfigError(f"{source}: unknown config key '{key}'; see direid_plugin/config.py for valid keys") from None
+        raise ConfigError(f"{source}: unknown config key '{key}'{close_matches(key, config_keys(cfg))}; "
+                          "see direid_plugin/config.py for valid keys") from None
     except ValueError as e:
         raise ConfigError(f"{source}: {e}") from None
 

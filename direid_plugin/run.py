@@ -9,7 +9,8 @@ import sys
 import time
 
 from direid_plugin.build import build_run, engine_name
-from direid_plugin.data.datamanager import report_skipped_images
+from direid_plugin.config import ConfigError
+from direid_plugin.data.datamanager import SKIPPED_FILE, report_skipped_images
 from direid_plugin.engines.checkpointing import TrainingClock
 from direid_plugin.evaluation.tables import run_table
 from direid_plugin.files import write_json, write_text
@@ -33,6 +34,12 @@ class _Tee:
         return False
 
 
+def output_name(kind, name):
+    """A run's file ``name`` (config.yaml, results.json, ...): a test run's carry a ``test_`` prefix,
+    so testing in a training run's folder never overwrites what the training wrote."""
+    return name if kind == "train" else f"{kind}_{name}"
+
+
 @contextlib.contextmanager
 def _output_folder(cfg, prefix):
     """Check data.save_dir is writable, save the config there and tee stdout into a log file."""
@@ -44,7 +51,7 @@ def _output_folder(cfg, prefix):
         os.remove(probe)
     except OSError as e:
         raise PermissionError(f"data.save_dir: cannot write to {save_dir} ({e.strerror}); choose a writable folder") from None
-    write_text(os.path.join(save_dir, "config.yaml"), cfg.dump())
+    write_text(os.path.join(save_dir, output_name(prefix, "config.yaml")), cfg.dump())
     console = sys.stdout
     log_path = os.path.join(save_dir, f"{prefix}.log-{time.strftime('%Y-%m-%d-%H-%M-%S')}")
     with open(log_path, "w", encoding="utf-8") as log_file:
@@ -55,11 +62,13 @@ def _output_folder(cfg, prefix):
             sys.stdout = console
 
 
-def write_results(cfg, engine, label):
-    """Print the run's results table and write ``results.json`` into ``data.save_dir``."""
+def write_results(cfg, engine, label, kind="train"):
+    """Print the run's results table and write ``results.json`` (``test_results.json`` for a test
+    run) into ``data.save_dir``."""
     table = run_table(engine.eval_results, label, list(cfg.test.ranks))
     print(table)
-    write_json(os.path.join(cfg.data.save_dir, "results.json"), {"model": label, "results": engine.eval_results})
+    write_json(os.path.join(cfg.data.save_dir, output_name(kind, "results.json")),
+               {"model": label, "results": engine.eval_results})
     return table
 
 
@@ -100,10 +109,11 @@ def train(cfg):
 def test(cfg):
     """Evaluate ``model.load_weights`` on the targets and print the results table."""
     if not cfg.model.load_weights:
-        raise ValueError("model.load_weights: give the checkpoint to evaluate (e.g. log/model/model.pth.tar-60)")
+        raise ConfigError("model.load_weights is empty: give the checkpoint to evaluate, e.g. model.load_weights "
+                          "log/model/model.pth.tar-60")
     with _output_folder(cfg, "test"):
         engine = build_run(cfg)
         engine.run(test_only=True, **_run_kwargs(cfg))
-        write_results(cfg, engine, f"{cfg.model.name} ({os.path.basename(cfg.model.load_weights)})")
-        report_skipped_images(engine.datamanager, cfg.data.save_dir)
+        write_results(cfg, engine, f"{cfg.model.name} ({os.path.basename(cfg.model.load_weights)})", "test")
+        report_skipped_images(engine.datamanager, cfg.data.save_dir, output_name("test", SKIPPED_FILE))
     return engine

@@ -82,6 +82,11 @@ def load_checkpoint(path, map_location="cpu", option=""):
         raise CheckpointError(f"{_named(option, path)}: checkpoint not found; check the path")
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"{_named(option, path)}: checkpoint is empty (0 bytes); delete it and use an earlier one")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch's zip format, or a legacy pickle
+        raise CheckpointError(f"{_named(option, path)}: not a torch checkpoint (torch writes a zip archive or a pickle; "
+                              f"this file starts with {head!r}); give a .pth / .pth.tar file")
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)

@@ -38,8 +38,12 @@ def test_train_then_test_a_stock_baseline(pku_root, tmp_path, capsys):
     trained = json.loads((save_dir / "results.json").read_text())["results"]["pku_reid"]
     assert glob.glob(str(save_dir / "events.out.tfevents.*")) and glob.glob(str(save_dir / "train.log-*"))
 
-    cli_test.main(_tiny(pku_root, tmp_path / "eval", "model.load_weights", str(ckpt)))
-    tested = json.loads((tmp_path / "eval" / "results.json").read_text())["results"]["pku_reid"]
+    # Tested in the training run's own folder: the training's config and results stay as they were.
+    written = {name: (save_dir / name).read_bytes() for name in ("config.yaml", "results.json")}
+    cli_test.main(_tiny(pku_root, save_dir, "model.load_weights", str(ckpt), "test.ranks", "[1, 5]"))
+    assert {name: (save_dir / name).read_bytes() for name in written} == written
+    tested = json.loads((save_dir / "test_results.json").read_text())["results"]["pku_reid"]
+    assert (save_dir / "test_config.yaml").read_bytes() != written["config.yaml"]  # the test's own overrides
     # Same weights, same deterministic evaluation: the numbers must agree exactly.
     assert tested["rank1"] == pytest.approx(trained["rank1"]) and tested["mAP"] == pytest.approx(trained["mAP"])
     assert state["rank1"] == pytest.approx(trained["rank1"])
@@ -65,7 +69,7 @@ def test_tools_script_reports_config_errors_in_one_line(tmp_path):
     result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "train.py"), "train.lrr", "0.1"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
-    assert "config error" in result.stderr and "train.lrr" in result.stderr
+    assert result.stderr.startswith("error: ") and "train.lrr" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -261,7 +261,7 @@ def test_cli_stage2_run_writes_checkpoints_and_results(cache, tmp_path, stage1, 
 
     cli_test.main(["--config-file", OFFICIAL, *_opts(tmp_path / "eval", stage1[0], osnet_msmt17_weights,
                                                       "test.single_shot_trials", "2", "model.load_weights", str(ckpt))])
-    tested = json.loads((tmp_path / "eval" / "run" / "results.json").read_text())["results"]["synthetic_mlr_tiny"]
+    tested = json.loads((tmp_path / "eval" / "run" / "test_results.json").read_text())["results"]["synthetic_mlr_tiny"]
     assert tested["rank1"] == pytest.approx(trained["rank1"]) and tested["mAP"] == pytest.approx(trained["mAP"])
 
 

@@ -53,7 +53,7 @@ def test_damaged_cache_exits_nonzero_naming_the_file(viper_raw, capsys):
         f.write(b"\0")
     code, out, err = run_cli(["mlr_viper", "--root", viper_raw, "--verify-only"], capsys)
     assert code == 1 and out == ""
-    assert err.startswith("prepare_data: error: ") and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert f"{damaged} does not match its manifest hash" in err
 
 

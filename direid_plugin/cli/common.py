@@ -11,6 +11,7 @@ from direid_plugin.data.manifest import ManifestError
 from direid_plugin.engines.guards import TrainingDiverged
 
 DEBUG_ENV = "DIREID_DEBUG"
+SKIP_HINT = "; data.skip_bad_images True skips unreadable images (listed in <save_dir>/skipped_images.txt)"
 # Problems with the user's files, config or run (not bugs): reported in one line, not a traceback.
 # FileNotFoundError covers missing weights and dataset layouts (RawDataError); PermissionError
 # an unwritable data.save_dir.
@@ -30,7 +31,7 @@ def config_from_args(args):
     try:
         return load_config(args.config_file or None, args.opts)
     except ConfigError as e:
-        sys.exit(f"config error: {e}")
+        sys.exit(f"error: {e}")
 
 
 def parse_config(description, argv=None):
@@ -55,4 +56,5 @@ def one_line_errors():
     except KNOWN_ERRORS as e:
         if os.environ.get(DEBUG_ENV) == "1":
             raise
-        sys.exit(f"error: {one_line(e)}")
+        hint = SKIP_HINT if isinstance(e, ImageReadError) and "skip_bad_images" not in str(e) else ""
+        sys.exit(f"error: {one_line(e)}{hint}")

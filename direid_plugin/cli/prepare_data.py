@@ -9,6 +9,7 @@ import collections
 import sys
 
 import direid_plugin  # noqa: F401  (applies the torchreid fixes the datasets rely on)
+from direid_plugin.config import close_matches
 from direid_plugin.data.datasets import DATASETS
 from direid_plugin.data.datasets.protocol_cache import RawDataError
 from direid_plugin.data.image_io import ImageReadError
@@ -43,14 +44,15 @@ def main(argv=None):
     parser.add_argument("--verify-only", action="store_true", help="check an existing cache; never build")
     args = parser.parse_args(argv)
     if args.name not in DATASETS:
-        parser.exit(2, f"prepare_data: error: unknown dataset '{args.name}'; choose from {', '.join(sorted(DATASETS))}\n")
+        parser.exit(2, f"error: unknown dataset '{args.name}'{close_matches(args.name, sorted(DATASETS))}; choose from "
+                       f"{', '.join(sorted(DATASETS))}\n")
     kwargs = {"root": args.root, "seed": args.seed, "verbose": False}
     if args.verify_only:
         kwargs["build_cache"] = False
     try:
         dataset = DATASETS[args.name](**kwargs)
     except (ManifestError, RawDataError, ImageReadError, ValueError) as e:
-        parser.exit(1, f"prepare_data: error: {e}\n")
+        parser.exit(1, f"error: {e}\n")
     print("\n".join(summary(args.name, dataset)))
     return 0
 

@@ -71,12 +71,12 @@ def build_checked_datamanager(**kwargs):
     return datamanager
 
 
-def report_skipped_images(datamanager, save_dir):
-    """Print the skipped images and write them to ``<save_dir>/skipped_images.txt`` (no-op when not checked)."""
+def report_skipped_images(datamanager, save_dir, name=SKIPPED_FILE):
+    """Print the skipped images and write them to ``<save_dir>/<name>`` (no-op when not checked)."""
     skipped = getattr(datamanager, "skipped_images", None)
     if skipped is None:
         return None
-    path = os.path.join(save_dir, SKIPPED_FILE)
+    path = os.path.join(save_dir, name)
     write_text(path, "".join(line + "\n" for line in skipped))
     print(f"=> data.skip_bad_images: {len(skipped)} unreadable images skipped (listed in {path})"
           + "".join(f"\n  {line}" for line in skipped))

@@ -44,5 +44,5 @@ def test_a_file_that_is_not_a_checkpoint_names_the_option(tmp_path):
 
     path = tmp_path / "notes.txt"
     path.write_text("identity,camera\n")
-    with pytest.raises(weights.CheckpointError, match=f"dfen.sen_weights {path}: cannot load checkpoint"):
+    with pytest.raises(weights.CheckpointError, match=f"dfen.sen_weights {path}: not a torch checkpoint"):
         model_factory()["dfen"](4, pretrained=False, use_gpu=False, sen_weights=str(path), attention="none")

@@ -374,11 +374,11 @@ def _check_value_types(default, data, source, prefix=""):
     yacs' type-mismatch text."""
     for key, value in data.items():
         ref = default.get(key) if isinstance(default, CN) else None
-        if isinstance(value, dict) or ref is None or isinstance(ref, CN):
-            if isinstance(value, dict):
-                _check_value_types(ref, value, source, f"{prefix}{key}.")
-            continue
-        if isinstance(ref, (list, tuple)):
+        if isinstance(value, dict):
+            _check_value_types(ref, value, source, f"{prefix}{key}.")
+        elif ref is None or isinstance(ref, CN):
+            continue  # a new key, or a node given a value: yacs reports those
+        elif isinstance(ref, (list, tuple)):
             if not isinstance(value, (list, tuple)):
                 raise ConfigError(f"{source}: {prefix}{key} is a list: write {prefix}{key} \"[{value!r}]\" on the "
                                   f"command line, or {key}: [{value}] in YAML")

@@ -1,5 +1,5 @@
 """Shim for `direid-evaluate-stage1`: see direid_plugin/cli/evaluate_stage1.py."""
-from direid_plugin.cli.evaluate_stage1 import main
+from launch import run
 
 if __name__ == "__main__":
-    main()
+    run("evaluate_stage1")

@@ -1,5 +1,5 @@
 """Shim for `direid-export-onnx`: see direid_plugin/cli/export_onnx.py."""
-from direid_plugin.cli.export_onnx import main
+from launch import run
 
 if __name__ == "__main__":
-    main()
+    run("export_onnx")

@@ -1,5 +1,5 @@
 """Shim for `tools/prepare_data.py`: see direid_plugin/cli/prepare_data.py."""
-from direid_plugin.cli.prepare_data import main
+from launch import run
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run("prepare_data")

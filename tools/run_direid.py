@@ -1,5 +1,5 @@
 """Shim for `direid-pipeline`: see direid_plugin/cli/pipeline.py."""
-from direid_plugin.cli.pipeline import main
+from launch import run
 
 if __name__ == "__main__":
-    main()
+    run("pipeline")

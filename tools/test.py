@@ -1,5 +1,5 @@
 """Shim for `direid-test`: see direid_plugin/cli/test.py."""
-from direid_plugin.cli.test import main
+from launch import run
 
 if __name__ == "__main__":
-    main()
+    run("test")

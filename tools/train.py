@@ -1,5 +1,5 @@
 """Shim for `direid-train`: see direid_plugin/cli/train.py."""
-from direid_plugin.cli.train import main
+from launch import run
 
 if __name__ == "__main__":
-    main()
+    run("train")

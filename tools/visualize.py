@@ -1,5 +1,5 @@
 """Shim for `direid-visualize`: see direid_plugin/cli/visualize.py."""
-from direid_plugin.cli.visualize import main
+from launch import run
 
 if __name__ == "__main__":
-    main()
+    run("visualize")

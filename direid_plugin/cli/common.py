@@ -1,14 +1,14 @@
 """Argument parsing and error reporting shared by the commands."""
-import argparse
 import contextlib
 import os
 import sys
 
-from direid_plugin.weights import CheckpointError
+from direid_plugin.cli import arguments
 from direid_plugin.config import ConfigError, load_config
 from direid_plugin.data.image_io import ImageReadError
 from direid_plugin.data.manifest import ManifestError
 from direid_plugin.engines.guards import TrainingDiverged
+from direid_plugin.weights import CheckpointError
 
 DEBUG_ENV = "DIREID_DEBUG"
 SKIP_HINT = "; data.skip_bad_images True skips unreadable images (listed in <save_dir>/skipped_images.txt)"
@@ -19,13 +19,6 @@ KNOWN_ERRORS = (ConfigError, CheckpointError, ImageReadError, ManifestError, Fil
                 TrainingDiverged)
 
 
-def add_config_arguments(parser):
-    """``--config-file FILE`` and trailing ``KEY VALUE`` overrides (read back by ``config_from_args``)."""
-    parser.add_argument("--config-file", default="", help="YAML config (may name a _BASE_ parent)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="overrides as KEY VALUE pairs, e.g. train.max_epoch 10")
-    return parser
-
-
 def config_from_args(args):
     """The frozen config that ``add_config_arguments``' arguments name; exits with one clear line on errors."""
     try:
@@ -34,10 +27,9 @@ def config_from_args(args):
         sys.exit(f"error: {e}")
 
 
-def parse_config(description, argv=None):
-    """``--config-file FILE [KEY VALUE ...]`` -> frozen config; exits with one clear line on errors."""
-    parser = add_config_arguments(argparse.ArgumentParser(description=description))
-    return config_from_args(parser.parse_args(argv))
+def parse_config(command, argv=None):
+    """``command``'s ``--config-file FILE [KEY VALUE ...]`` -> frozen config; exits with one clear line on errors."""
+    return config_from_args(arguments.parser(command).parse_args(argv))
 
 
 def one_line(error):

@@ -16,7 +16,6 @@ For each DDGAN checkpoint given (in iteration order), on the test split of ``dat
         --weights log/ddgan_cpu/ddgan/model.pth.tar-100 --weights log/ddgan_cpu/ddgan/model.pth.tar-4000
     python tools/evaluate_stage1.py --config-file configs/ddgan/ddgan_cpu.yaml --checkpoint-dir log/ddgan_cpu/ddgan
 """
-import argparse
 import glob
 import os
 import re
@@ -26,7 +25,8 @@ from tabulate import tabulate
 
 import direid_plugin  # noqa: F401  (registers the plugin with torchreid)
 from direid_plugin import build
-from direid_plugin.cli.common import add_config_arguments, config_from_args, one_line_errors
+from direid_plugin.cli import arguments
+from direid_plugin.cli.common import config_from_args, one_line_errors
 from direid_plugin.config import ConfigError, derive
 from direid_plugin.data.degradations import build_degradation
 from direid_plugin.data.pairs import pair_transform
@@ -99,21 +99,8 @@ def evaluate(cfg, args):
     return rows
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(description="Stage-1 (DDGAN) checkpoints measured on held-out test images.")
-    parser.add_argument("--weights", action="append", help="a DDGAN checkpoint (<save_dir>/ddgan/model.pth.tar-<it>); repeatable")
-    parser.add_argument("--checkpoint-dir", default="", help="every DDGAN checkpoint in this folder (<save_dir>/ddgan)")
-    parser.add_argument("--num-images", type=int, default=120, help="gallery images of the degradation space")
-    parser.add_argument("--factor-range", type=float, nargs=2, default=(1.0, 4.0), metavar=("LOW", "HIGH"),
-                        help="down-sampling factors of the degradation space (default: clean to MLR's 4)")
-    parser.add_argument("--per-image", type=int, default=4, help="degraded copies per image of the per-image space")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default="", help="also write the table as JSON here")
-    return add_config_arguments(parser)
-
-
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = arguments.parser("evaluate_stage1").parse_args(argv)
     cfg = config_from_args(args)
     with one_line_errors():
         return evaluate(cfg, args)

@@ -5,13 +5,13 @@ encoder, degradation encoder and decoder (direid_plugin/export/onnx.py). The arc
 from the config, the input size from ``data.height`` x ``data.width``; the batch size is dynamic.
 Files go to ``--output-dir`` (default ``<data.save_dir>/onnx``).
 """
-import argparse
 import importlib.util
 import os
 import sys
 
 import direid_plugin  # noqa: F401  (registers the plugin with torchreid)
-from direid_plugin.cli.common import add_config_arguments, config_from_args, one_line_errors
+from direid_plugin.cli import arguments
+from direid_plugin.cli.common import config_from_args, one_line_errors
 from direid_plugin.export.onnx import graph_signature
 from direid_plugin.models.trained import load_trained_model
 from direid_plugin.registry import PLUGIN_MODELS
@@ -28,11 +28,7 @@ def export(cfg, args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Export a DFEN (test feature) or DDGAN (encoders + decoder) "
-                                                 "checkpoint to ONNX with a dynamic batch size.")
-    parser.add_argument("--weights", required=True, help="DFEN (stage 2) or DDGAN (stage 1) checkpoint")
-    parser.add_argument("--output-dir", default="", help="where the .onnx files go (default <data.save_dir>/onnx)")
-    args = add_config_arguments(parser).parse_args(argv)
+    args = arguments.parser("export_onnx").parse_args(argv)
     cfg = config_from_args(args)
     if importlib.util.find_spec("onnx") is None:
         sys.exit("error: ONNX export needs the onnx package: pip install -e '.[export]' (or pip install onnx)")

@@ -5,7 +5,7 @@ from direid_plugin.pipeline import run_pipeline
 
 
 def main(argv=None):
-    cfg = parse_config("Run DI-REID end to end beside a torchreid baseline and print the comparison.", argv)
+    cfg = parse_config("pipeline", argv)
     with one_line_errors():
         run_pipeline(cfg)
 

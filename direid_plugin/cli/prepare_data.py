@@ -4,11 +4,11 @@ Prints the cache folder, the identities per split, the image counts and the hist
 down-sampling factors; exits non-zero with one line naming the problem (missing raw data and
 its expected layout, or the damaged cache file).
 """
-import argparse
 import collections
 import sys
 
 import direid_plugin  # noqa: F401  (applies the torchreid fixes the datasets rely on)
+from direid_plugin.cli import arguments
 from direid_plugin.config import close_matches
 from direid_plugin.data.datasets import DATASETS
 from direid_plugin.data.datasets.protocol_cache import RawDataError
@@ -37,11 +37,7 @@ def summary(name, dataset):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Build and verify the cache of a degraded Re-ID dataset.")
-    parser.add_argument("name", help=f"dataset name, one of: {', '.join(sorted(DATASETS))}")
-    parser.add_argument("--root", required=True, help="data root (as ImageDataManager's root)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the splits and degradations (default 0)")
-    parser.add_argument("--verify-only", action="store_true", help="check an existing cache; never build")
+    parser = arguments.parser("prepare_data")
     args = parser.parse_args(argv)
     if args.name not in DATASETS:
         parser.exit(2, f"error: unknown dataset '{args.name}'{close_matches(args.name, sorted(DATASETS))}; choose from "

@@ -5,7 +5,7 @@ from direid_plugin.cli.common import one_line_errors, parse_config
 
 
 def main(argv=None):
-    cfg = parse_config("Evaluate a checkpoint given in model.load_weights.", argv)
+    cfg = parse_config("test", argv)
     with one_line_errors():
         run.test(cfg)
 

@@ -5,7 +5,7 @@ from direid_plugin.cli.common import one_line_errors, parse_config
 
 
 def main(argv=None):
-    cfg = parse_config("Train and evaluate a torchreid or DI-REID model from a config.", argv)
+    cfg = parse_config("train", argv)
     with one_line_errors():
         run.train(cfg)
 

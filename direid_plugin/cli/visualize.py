@@ -10,7 +10,6 @@ from ``data.targets[0]`` (its test split; replay's bank from its training split)
 ``data.height`` x ``data.width``, and the architecture from the config's ``ddgan``/``dfen`` nodes.
 PNGs go to ``--output-dir`` (default ``<data.save_dir>/pictures``); each command prints where.
 """
-import argparse
 import os
 
 import torch
@@ -19,7 +18,8 @@ from torchreid.reid.data.transforms import build_transforms
 import direid_plugin  # noqa: F401  (registers the plugin with torchreid)
 from direid_plugin import build
 from direid_plugin.weights import CheckpointError
-from direid_plugin.cli.common import add_config_arguments, config_from_args, one_line_errors
+from direid_plugin.cli import arguments
+from direid_plugin.cli.common import config_from_args, one_line_errors
 from direid_plugin.config import ConfigError, derive
 from direid_plugin.data.degradations import DEGRADATIONS, build_degradation
 from direid_plugin.data.pairs import pair_transform
@@ -29,15 +29,6 @@ from direid_plugin.visualize import ranked, replay, space, swaps
 from direid_plugin.visualize.dataset_images import (
     load_batch, picture_dataset, quality_label, same_identity_pairs, sample_items,
 )
-
-
-def _at_least(minimum):
-    def parse(text):
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-    return parse
 
 
 def _setup(cfg, args, accepted):
@@ -123,6 +114,8 @@ def ranked_lists(cfg, args):
 def degradation_space(cfg, args):
     model, _, device, target, dataset = _setup(cfg, args, ("ddgan",))
     kind = args.kind or cfg.degradation.kinds[0]
+    if kind not in DEGRADATIONS:
+        raise ConfigError(f"--kind {kind}: unknown degradation kind; choose one of {sorted(DEGRADATIONS)}")
     degradation = build_degradation(derive(cfg, {"degradation.kinds": [kind]}).degradation)
     items = sample_items(dataset.gallery, args.num_images, args.seed)
     codes, amounts = space.space_codes(model, [item[0] for item in items], degradation, _stage1_transform(cfg), device,
@@ -145,46 +138,8 @@ def degradation_space(cfg, args):
 COMMANDS = {"swap": swap, "replay": replay_codes, "ranked": ranked_lists, "space": degradation_space}
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(description="Pictures of a trained DDGAN or DFEN on real images of a dataset.")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    def command(name, weights_help, description):
-        sub = commands.add_parser(name, help=description, description=description)
-        sub.add_argument("--weights", required=True, help=weights_help)
-        sub.add_argument("--output-dir", default="", help="where the PNG goes (default <data.save_dir>/pictures)")
-        sub.add_argument("--seed", type=int, default=0, help="seed of the image/code draws")
-        return sub
-
-    ddgan_weights = "stage-1 DDGAN checkpoint (<save_dir>/ddgan/model.pth.tar-<iteration>)"
-    sub = command("swap", ddgan_weights, "degradation-swap matrix: row i content of image i, column j degradation of image j")
-    sub.add_argument("--num-identities", type=_at_least(1), default=4,
-                     help="identities shown; each gives its gallery (HR) and query (LR) image")
-    sub = command("replay", ddgan_weights, "one image re-rendered with degradation codes drawn from a bank of real codes")
-    sub.add_argument("--image", default="", help="image file to re-render (default: the first query image)")
-    sub.add_argument("--num-codes", type=_at_least(1), default=8, help="codes drawn from the bank")
-    sub.add_argument("--bank-size", type=_at_least(0), default=64, help="training images in the bank (0 = all)")
-    sub = command("ranked", "DFEN (stage 2) or DDGAN (stage 1, f_inv) checkpoint",
-                  "ranked lists of query images with each image's D_d degradation score")
-    sub.add_argument("--ddgan-weights", default="",
-                     help="stage-1 DDGAN checkpoint whose D_d scores the images (default: the model's own D_d)")
-    sub.add_argument("--num-queries", type=_at_least(1), default=6, help="query rows")
-    sub.add_argument("--topk", type=_at_least(0), default=0, help="gallery images per row (0 = test.visrank_topk)")
-    sub = command("space", ddgan_weights, "PCA of degradation codes of images degraded by a known amount")
-    sub.add_argument("--kind", choices=sorted(DEGRADATIONS), default=None,
-                     help="degradation kind, its range from degradation.* (default: degradation.kinds[0])")
-    sub.add_argument("--num-images", type=_at_least(3), default=120, help="gallery images degraded and encoded")
-    sub.add_argument("--per-image", type=_at_least(1), default=1,
-                     help="degraded copies of each image; above 1, each image's mean code is subtracted before the PCA")
-    sub.add_argument("--head", choices=("real", "self"), default="real",
-                     help="E_d head: real (as swaps and memory replay use) or self (E'_d, trained on self-degradations)")
-    for sub in commands.choices.values():
-        add_config_arguments(sub)
-    return parser
-
-
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = arguments.parser("visualize").parse_args(argv)
     cfg = config_from_args(args)
     with one_line_errors():
         return COMMANDS[args.command](cfg, args)

@@ -4,7 +4,8 @@ A plugin model is one entry, made by the ``plugin_model`` decorator on its torch
 (the timm / fast-reid pattern): everything the rest of the plugin needs to build, train, test,
 recognise and reload it lives there, so adding a model touches one place::
 
-    @plugin_model("mymodel", options=("width",), config_kwargs=lambda cfg: {"width": cfg.mymodel.width}, engine="direid_plugin.engines.my_engine:MyEngine",
+    @plugin_model("mymodel", options=("width",), config_kwargs=lambda cfg: {"width": cfg.mymodel.width},
+                  engine="direid_plugin.engines.my_engine:MyEngine",
                   signature=Signature("my_unique_module.", "head.classifier.weight"),
                   written_by="engine.name mymodel, writes <save_dir>/model/model.pth.tar-<epoch>",
                   export="direid_plugin.export.onnx:export_mymodel")

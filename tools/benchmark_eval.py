@@ -57,11 +57,11 @@ RERANK_SIZE = {"full": (3000, 15000), "quick": (600, 3000)}
 TWO_GB_MIB = 2e9 / 2**20
 
 
-def ranking_inputs(num_query, num_gallery, identities, ties, seed):
-    """Distance matrix (float32 NumPy) and labels of one case; the same for the same arguments."""
+def feature_inputs(num_query, num_gallery, num_ids, num_cams, seed):
+    """512-d features (identity centre + noise, so rankings are neither random nor perfect), pids
+    and camera ids of queries and gallery; the same for the same arguments."""
     import torch
 
-    num_ids, num_cams = (max(2, num_query // 10), 2) if identities == "few" else (max(2, num_query // 2), 6)
     generator = torch.Generator().manual_seed(seed)
     q_pids = torch.randint(0, num_ids, (num_query,), generator=generator)
     g_pids = torch.randint(0, num_ids, (num_gallery,), generator=generator)
@@ -70,27 +70,20 @@ def ranking_inputs(num_query, num_gallery, identities, ties, seed):
     gf = centres[g_pids] + torch.randn(num_gallery, FEATURE_DIM, generator=generator)
     q_camids = torch.randint(0, num_cams, (num_query,), generator=generator)
     g_camids = torch.randint(0, num_cams, (num_gallery,), generator=generator)
+    return qf, gf, q_pids.numpy(), g_pids.numpy(), q_camids.numpy(), g_camids.numpy()
+
+
+def ranking_inputs(num_query, num_gallery, identities, ties, seed):
+    """Distance matrix (float32 NumPy) and labels of one ranking case."""
+    import torch
+
+    num_ids, num_cams = (max(2, num_query // 10), 2) if identities == "few" else (max(2, num_query // 2), 6)
+    qf, gf, *labels = feature_inputs(num_query, num_gallery, num_ids, num_cams, seed)
     distmat = torch.cdist(qf, gf)
     if ties == "heavy":
         low, high = distmat.min(), distmat.max()
         distmat = ((distmat - low) * ((TIE_LEVELS - 1) / (high - low))).round_()
-    return distmat.numpy(), q_pids.numpy(), g_pids.numpy(), q_camids.numpy(), g_camids.numpy()
-
-
-def feature_inputs(num_query, num_gallery, seed):
-    """Features for re-ranking: ``num_query // 4`` identities, six cameras."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    num_ids = max(1, num_query // 4)
-    q_pids = torch.randint(0, num_ids, (num_query,), generator=generator)
-    g_pids = torch.randint(0, num_ids, (num_gallery,), generator=generator)
-    centres = 0.4 * torch.randn(num_ids, FEATURE_DIM, generator=generator)
-    qf = centres[q_pids] + torch.randn(num_query, FEATURE_DIM, generator=generator)
-    gf = centres[g_pids] + torch.randn(num_gallery, FEATURE_DIM, generator=generator)
-    q_camids = torch.randint(0, 6, (num_query,), generator=generator)
-    g_camids = torch.randint(0, 6, (num_gallery,), generator=generator)
-    return qf, gf, q_pids.numpy(), g_pids.numpy(), q_camids.numpy(), g_camids.numpy()
+    return (distmat.numpy(), *labels)
 
 
 # --- child processes --------------------------------------------------------------------------
@@ -140,7 +133,7 @@ def measure_ranking(spec):
     out["plugin"] = _median_seconds(lambda: plugin(distmat), budget)
     if spec["compiled"]:
         rank_cy = rank_cy_reference.load()
-        if spec["num_query"] * spec["num_gallery"] > 10**9 / 2:  # MSMT17 size: see the module doc
+        if (spec["num_query"], spec["num_gallery"]) == MSMT17_SIZE:  # see the module doc
             call = lambda: _compiled_in_row_blocks(rank_cy, distmat, *labels, cuhk03, COMPILED_ROWS_PER_CALL)  # noqa: E731
         else:
             call = lambda: rank_cy.evaluate_cy(distmat, *labels, 50, cuhk03)  # noqa: E731
@@ -182,7 +175,8 @@ def measure_reranking(spec):
     from direid_plugin.evaluation.ranking import evaluate_ranking
     from direid_plugin.evaluation.rerank import re_rank
 
-    qf, gf, *labels = feature_inputs(spec["num_query"], spec["num_gallery"], spec["seed"])
+    qf, gf, *labels = feature_inputs(spec["num_query"], spec["num_gallery"], max(1, spec["num_query"] // 4), 6,
+                                     spec["seed"])
     if spec["implementation"] == "torchreid":
         distance = lambda a, b: compute_distance_matrix(a, b).numpy()  # noqa: E731
         call = lambda: re_ranking(distance(qf, gf), distance(qf, qf), distance(gf, gf))  # noqa: E731

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import sysconfig
 
+from direid_plugin.data.manifest import cache_root
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SOURCE = os.environ.get("DIREID_RANK_CY_SOURCE",
                                 os.path.normpath(os.path.join(REPO, "..", "shared", "reference", "torchreid_rank_cy")))
@@ -34,8 +36,7 @@ def _build_folder(source):
     for name in SOURCE_FILES:
         with open(os.path.join(source, name), "rb") as f:
             digest.update(f.read())
-    cache = os.environ.get("DIREID_CACHE", os.path.join("~", ".cache", "direid_plugin"))
-    return os.path.join(os.path.abspath(os.path.expanduser(cache)), f"rank_cy-{digest.hexdigest()[:10]}")
+    return os.path.join(cache_root(), f"rank_cy-{digest.hexdigest()[:10]}")
 
 
 def _compiled(folder):

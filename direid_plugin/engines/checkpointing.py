@@ -10,7 +10,8 @@ take it back in ``load_checkpoint_extras(state)``. Every checkpoint also holds `
 (the engine's ``TrainingClock``), so a resumed run reports its whole training time.
 
 Saves are atomic (``direid_plugin.files``): a process killed at any moment leaves either the old or
-the new file, never half of one. Only the newest ``keep_last`` files of a series are kept. Reading goes through ``direid_plugin.weights``.
+the new file, never half of one. Only the newest ``keep_last`` files of a series are kept. Reading
+goes through ``direid_plugin.weights``.
 """
 import glob
 import os

@@ -2,9 +2,9 @@
 
 torchreid 0.2.5 ships no compiled evaluator and its python one loops over queries (about 50 s
 for 3000 x 15000; it also fails on small galleries, docs/method.md 9); upstream's compiled one
-(rank_cy.pyx) takes about 3.3 s there, this one 0.6 s on 2 cores (tools/benchmark_eval.py). It works on blocks
-of ``distances.BLOCK_ELEMENTS`` query x gallery entries on the device of the distances, so memory
-stays bounded whatever the gallery size; given features instead of a matrix
+(rank_cy.pyx) takes about 3.3 s there, this one 0.6 s on 2 cores (tools/benchmark_eval.py). It
+works on blocks of ``distances.BLOCK_ELEMENTS`` query x gallery entries on the device of the
+distances, so memory stays bounded whatever the gallery size; given features instead of a matrix
 (``distances.FeatureDistances``) it never holds the whole query x gallery matrix.
 
 Semantics (those of torchreid's ``eval_market1501`` / ``eval_cuhk03``):
@@ -105,6 +105,11 @@ def _ranking_columns(distances):
     return keys & 0xFFFFFFFF
 
 
+def _row_starts(counts):
+    """Index in a flat, row-ordered list of each row's first entry, from the entries per row."""
+    return torch.cumsum(counts, 0) - counts
+
+
 @dataclass(frozen=True)
 class _RankedMatches:
     """The kept true matches of a block of queries, in (row, rank) order."""
@@ -124,11 +129,11 @@ class _RankedMatches:
         removed = is_removed.long()
         # Removed matches before each match of its row: a cumulative count restarted at each row.
         removed_per_row = torch.zeros(len(distances), dtype=torch.long, device=row.device).index_add_(0, row, removed)
-        removed_before = torch.cumsum(removed, 0) - removed - (torch.cumsum(removed_per_row, 0) - removed_per_row)[row]
+        removed_before = _row_starts(removed) - _row_starts(removed_per_row)[row]
         kept = ~is_removed
         row, position = row[kept], index[kept] - removed_before[kept]
         per_row = torch.bincount(row, minlength=len(distances))
-        slot = torch.arange(len(row), device=row.device) - (torch.cumsum(per_row, 0) - per_row)[row]
+        slot = torch.arange(len(row), device=row.device) - _row_starts(per_row)[row]
         return cls(row, slot, position, per_row)
 
 
@@ -153,7 +158,7 @@ def _full_ranking_stats(block):
     inp = torch.zeros(num_rows, **float64)
     is_last = slot == matches.per_row[matches.row] - 1
     inp[matches.row[is_last]] = per_row[matches.row[is_last]] / rank[is_last]
-    return _QueryStats(first_hit, block.removed.shape[1] - block.removed.sum(1), ap, inp)
+    return _QueryStats(first_hit, block.kept.sum(1), ap, inp)
 
 
 def cmc_curve(hit_ranks, length):

@@ -15,6 +15,9 @@ TORCHREID_RUNTIME = [
 ]
 
 EXPORT = ["onnx"]
+# The 19 ImageNet-C corruptions of the corruption benchmark (data/corruptions.py): the maintained
+# fork that runs on numpy 2, pinned (it brings scikit-image, scipy, numba and opencv-python, ~700 MB).
+CORRUPTIONS = ["imagecorruptions-imaug==1.1.5"]
 
 setup(
     name="direid_plugin",
@@ -40,10 +43,12 @@ setup(
     extras_require={
         # ONNX export (tools/export_onnx.py); torch's exporter imports onnx.
         "export": EXPORT,
+        "corruptions": CORRUPTIONS,
         # CI runs `pip install -e '.[test]'`: the export tests need the exporter and onnxruntime;
         # Cython builds torchreid's compiled ranking, the reference tests/test_rank_cy_reference.py
-        # and tools/benchmark_eval.py compare with (tools/rank_cy_reference.py).
-        "test": ["pytest", "pytest-timeout", "onnxruntime", "cython"] + EXPORT,
+        # and tools/benchmark_eval.py compare with (tools/rank_cy_reference.py); the corruption
+        # tests need the corruption library.
+        "test": ["pytest", "pytest-timeout", "onnxruntime", "cython"] + EXPORT + CORRUPTIONS,
     },
     entry_points={
         "console_scripts": [

@@ -14,6 +14,9 @@ from torchreid.reid.utils import set_random_seed
 from direid_plugin import weights
 from direid_plugin.config import ConfigError, close_matches
 from direid_plugin.data.datamanager import build_checked_datamanager
+from direid_plugin.data.corruptions import CorruptionError
+from direid_plugin.data.datasets.corrupted import register_if_corrupted_name
+from direid_plugin.data.degradations import TrainAugmentation, build_degradation
 from direid_plugin.engines.base import EngineSettings, SoftmaxEngine, TripletEngine
 from direid_plugin.engines.optimization import build_optimizer_and_scheduler
 from direid_plugin.evaluation.test_step import check_evaluation_settings
@@ -53,10 +56,14 @@ def imagedata_kwargs(cfg):
 def check_dataset_names(cfg):
     """A ConfigError naming the key, the unknown dataset and its nearest registered names (torchreid
     would raise a ValueError listing all of them)."""
-    known = sorted(dataset_registry())
     for key in ("sources", "targets"):
         for name in cfg.data[key]:
-            if name not in known:
+            try:
+                register_if_corrupted_name(name)
+            except CorruptionError as e:
+                raise ConfigError(f"data.{key}: dataset '{name}': {e}") from None
+            if name not in dataset_registry():
+                known = sorted(dataset_registry())
                 raise ConfigError(f"data.{key}: unknown dataset '{name}'{close_matches(name, known)}; the README's "
                                   "dataset table lists the plugin's, torchreid's docs the stock ones")
 
@@ -64,8 +71,23 @@ def check_dataset_names(cfg):
 def build_datamanager(cfg):
     check_dataset_names(cfg)
     if cfg.data.skip_bad_images:
-        return build_checked_datamanager(**imagedata_kwargs(cfg))
-    return torchreid.reid.data.ImageDataManager(**imagedata_kwargs(cfg))
+        datamanager = build_checked_datamanager(**imagedata_kwargs(cfg))
+    else:
+        datamanager = torchreid.reid.data.ImageDataManager(**imagedata_kwargs(cfg))
+    if cfg.degradation.train_augment_p > 0:
+        add_train_augmentation(datamanager, TrainAugmentation(build_degradation(cfg.degradation),
+                                                              cfg.degradation.train_augment_p))
+    return datamanager
+
+
+def add_train_augmentation(datamanager, augmentation):
+    """Put ``augmentation`` first in the training transform (torchreid's loaders share that object),
+    so it sees the image at its stored size, as the corruption benchmarks corrupt it."""
+    transform = datamanager.transform_tr
+    if transform is None or not hasattr(transform, "transforms"):
+        raise ConfigError("degradation.train_augment_p needs torchreid's composed training transform; "
+                          f"this data manager has {transform!r}")
+    transform.transforms.insert(0, augmentation)
 
 
 def model_inputs(cfg):

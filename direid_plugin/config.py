@@ -156,7 +156,9 @@ def _degradation_node():
     node = CN()
     # Names from direid_plugin.data.degradations, composed in random order and count.
     # Kinds: resolution, illumination, jpeg, gaussian_blur, motion_blur, gaussian_noise,
-    # poisson_noise, fog. Parameters are drawn uniformly from [low, high] (integers inclusive).
+    # poisson_noise, fog; the benchmark corruptions corruption.<name> (data/corruptions.py) and
+    # corruption.random (one of the 20 per image). Parameters are drawn uniformly from [low, high]
+    # (integers inclusive).
     node.kinds = ["resolution"]
     node.compose_p = 0.5  # K ~ Binomial(len(kinds), compose_p) conditioned on K >= 1 kinds applied
     node.resolution_range = [2.0, 4.0]  # paper U[2, 4]; the official code uses U[3, 5]
@@ -169,6 +171,11 @@ def _degradation_node():
     node.poisson_peak_range = [10.0, 60.0]  # photons at a white pixel
     node.fog_beta_range = [0.6, 1.8]
     node.fog_airlight_range = [0.7, 1.0]  # a fraction of white
+    node.corruption_severity_range = [1, 5]  # corruption levels
+    # Training-time augmentation: each training image is degraded by the kinds above with this
+    # probability (before resizing), for every model the data manager trains (0: off). The fair
+    # baseline of a corruption-trained DI-REID uses the same kinds.
+    node.train_augment_p = 0.0
     node.seed = 0
     return node
 

@@ -244,3 +244,10 @@ def test_nonfinite_batch_is_skipped_and_persistent_nan_stops(cache, tmp_path):
     with pytest.raises(TrainingDiverged):
         for _ in range(3):
             engine.forward_backward(poisoned)
+
+
+def test_stage1_trains_on_self_degraded_pairs_made_by_the_benchmark_corruptions(cache, tmp_path):
+    engine = _engine(_cfg(tmp_path, "degradation.kinds", "['corruption.random']"))
+    assert engine.pairs.dataset.degrade.names == ["corruption.random"]
+    losses = engine.forward_backward(_batch(engine))  # iteration 1: a self-degradation step
+    assert "G_inv" in losses and all(np.isfinite(v) for v in losses.values())

@@ -10,10 +10,13 @@ import sys
 import direid_plugin  # noqa: F401  (applies the torchreid fixes the datasets rely on)
 from direid_plugin.cli import arguments
 from direid_plugin.config import close_matches
+from direid_plugin.data.corruptions import CorruptionError
 from direid_plugin.data.datasets import DATASETS
+from direid_plugin.data.datasets.corrupted import PREFIX, register_if_corrupted_name
 from direid_plugin.data.datasets.protocol_cache import RawDataError
 from direid_plugin.data.image_io import ImageReadError
 from direid_plugin.data.manifest import ManifestError
+from direid_plugin.registry import dataset_registry
 
 
 def summary(name, dataset):
@@ -33,20 +36,29 @@ def summary(name, dataset):
         lines.append("  down-sampling factors: " + ", ".join(f"x{f}: {n}" for f, n in sorted(factors.items())))
     elif record.get("degraded"):
         lines.append(f"  degraded images: {len(record['degraded'])}")
+    corrupted = collections.Counter((e["corruption"], e["severity"]) for e in record.get("corrupted", {}).values())
+    if corrupted:
+        lines.append(f"  corrupted images: {sum(corrupted.values())}, " + ", ".join(
+            f"{name} {level}: {n}" for (name, level), n in sorted(corrupted.items())))
     return lines
 
 
 def main(argv=None):
     parser = arguments.parser("prepare_data")
     args = parser.parse_args(argv)
-    if args.name not in DATASETS:
+    try:
+        register_if_corrupted_name(args.name)  # corrupted_<corruption>_<level>_<name> is registered on demand
+    except CorruptionError as e:
+        parser.exit(2, f"error: dataset '{args.name}': {e}\n")
+    datasets = {**DATASETS, **{n: c for n, c in dataset_registry().items() if n.startswith(PREFIX)}}
+    if args.name not in datasets:
         parser.exit(2, f"error: unknown dataset '{args.name}'{close_matches(args.name, sorted(DATASETS))}; choose from "
                        f"{', '.join(sorted(DATASETS))}\n")
     kwargs = {"root": args.root, "seed": args.seed, "verbose": False}
     if args.verify_only:
         kwargs["build_cache"] = False
     try:
-        dataset = DATASETS[args.name](**kwargs)
+        dataset = datasets[args.name](**kwargs)
     except (ManifestError, RawDataError, ImageReadError, ValueError) as e:
         parser.exit(1, f"error: {e}\n")
     print("\n".join(summary(args.name, dataset)))

@@ -14,7 +14,12 @@ Users of them:
 * memory replay ``resample`` re-degrades normalised image batches on their device through the
   tensor path (``Compose.apply_to_batch``), which a kind provides where speed needs it
   (``Resolution``: within ``TENSOR_PATH_TOLERANCE`` of the PIL path, tests/test_degradations.py);
-* the degraded Re-ID protocols' caches (datasets/protocol_cache.py): ``PROTOCOL_DEGRADATIONS``.
+* the degraded Re-ID protocols' caches (datasets/protocol_cache.py): ``PROTOCOL_DEGRADATIONS``;
+* training-time augmentation of any model (``degradation.train_augment_p``, ``TrainAugmentation``).
+
+The 20 benchmark corruptions (data/corruptions.py) are kinds too: ``corruption.<name>`` applies
+that corruption, ``corruption.random`` one drawn uniformly from the 20 (the benchmark's "random
+type" protocol), each at a severity level drawn from ``degradation.corruption_severity_range``.
 """
 import io
 import math
@@ -24,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from direid_plugin.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 
 
 def _reduced(size, factor):
@@ -342,9 +349,46 @@ class Fog(Degradation):
         return 1.0 - math.exp(-beta * self.SEVERITY_DEPTH)
 
 
+class Corruption(Degradation):
+    """A benchmark corruption (data/corruptions.py) drawn uniformly from ``corruptions``, at a level
+    drawn from ``corruption_severity_range`` (integers in 1-5). Severity = level / 6, so the five
+    levels spread over (0, 1) like the other kinds' severities."""
+
+    cfg_keys = ("corruption_severity_range",)
+    param_names = ("level", "index", "seed")
+    integer_ranges = True
+    corruptions = ()
+
+    def _check_range(self, key, value):
+        lo, hi = super()._check_range(key, value)
+        if lo < SEVERITIES[0] or hi > SEVERITIES[-1]:
+            raise ValueError(f"degradation.{key} must lie within [{SEVERITIES[0]}, {SEVERITIES[-1]}] "
+                             f"(corruption severity levels), got {value!r}")
+        return lo, hi
+
+    def sample(self, rng):
+        (lo, hi), = self.ranges
+        return {"level": int(rng.integers(lo, hi + 1)), "index": int(rng.integers(len(self.corruptions))),
+                "seed": int(rng.integers(0, 2**31 - 1))}
+
+    def apply(self, img, level, index, seed):
+        return corrupt(img, self.corruptions[index], level, seed)
+
+    def severity(self, level, index=0, seed=0):
+        return level / (SEVERITIES[-1] + 1.0)
+
+
+def _corruption_kind(name, corruptions):
+    return type(f"Corruption_{name.split('.')[1]}", (Corruption,), {"name": name, "corruptions": corruptions})
+
+
+CORRUPTION_KINDS = [_corruption_kind(f"corruption.{name}", (name,)) for name in CORRUPTIONS]
+CORRUPTION_KINDS.append(_corruption_kind("corruption.random", CORRUPTIONS))
+
 DEGRADATIONS = {
     cls.name: cls
-    for cls in (Resolution, Illumination, Jpeg, GaussianBlur, MotionBlur, GaussianNoise, PoissonNoise, Fog)
+    for cls in (Resolution, Illumination, Jpeg, GaussianBlur, MotionBlur, GaussianNoise, PoissonNoise, Fog,
+                *CORRUPTION_KINDS)
 }
 
 
@@ -453,3 +497,24 @@ def build_degradation(node):
         cls = DEGRADATIONS[kind]
         degradations.append(cls(*[node[key] for key in cls.cfg_keys]))
     return Compose(degradations, p=node.compose_p)
+
+
+class TrainAugmentation:
+    """A PIL training transform: with probability ``p`` the image is degraded by ``degradation`` (a
+    ``Compose``), else returned as it is. Each call draws its stream from torch's generator, which
+    torchreid seeds (``train.seed``) and DataLoader workers derive, so runs repeat."""
+
+    def __init__(self, degradation, p):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"degradation.train_augment_p must lie in [0, 1], got {p!r}")
+        self.degradation = degradation
+        self.p = float(p)
+
+    def __call__(self, img):
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+        if rng.random() >= self.p:
+            return img
+        return self.degradation(img, rng)[0]
+
+    def __repr__(self):
+        return f"TrainAugmentation({self.degradation}, p={self.p})"

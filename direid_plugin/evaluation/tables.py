@@ -3,13 +3,16 @@
 * ``run_table``: one run, one row per evaluated dataset (``tools/train.py`` / ``tools/test.py``);
 * ``comparison_table``: several runs on the same data, with their training time (the pipeline);
 * ``splits_table``: R-k and mAP as mean ± std over splits (population std), per model and dataset;
-* ``paired_differences_table``: one model minus another on the same splits (benchmarks).
+* ``paired_differences_table``: one model minus another on the same splits (benchmarks);
+* ``corruption_tables``: the corruption benchmark's (clean vs corrupted, mCE, per corruption).
 
 Metrics are fractions in ``eval_results`` and percentages in tables.
 """
 import numpy as np
 from tabulate import tabulate
 
+from direid_plugin.data.corruptions import FAMILIES
+from direid_plugin.evaluation.corruption_metrics import METRICS, by_corruption, severity_mean
 from direid_plugin.evaluation.single_shot import DEFAULT_RANKS, rank_at, summarise_splits
 
 
@@ -75,3 +78,50 @@ def paired_differences_table(per_split, split_ids, ours, theirs, tablefmt="githu
     rows.append(["mean"] + [float(np.mean(column)) for column in list(zip(*rows))[1:]])
     headers = ["split"] + [f"{d} {m}" for d in datasets for m in ("dR1", "dmAP")] + ["time ratio"]
     return tabulate(rows, headers=headers, tablefmt=tablefmt, floatfmt=("",) + ("+.1f",) * 2 * len(datasets) + (".2f",))
+
+
+def _pct(value):
+    return round(100.0 * value, 1)
+
+
+def clean_vs_corrupted_table(results, summary, tablefmt):
+    headers = ["model", "mode", "clean R1", "mAP", "mINP", "random R1", "mAP", "mINP", "20x5 mean R1", "mAP", "mINP"]
+    rows = [[label, mode, *(_pct(result["clean"][m]) for m in METRICS),
+             *(_pct(summary[label][mode][f"random_{m}"]) for m in METRICS),
+             *(_pct(summary[label][mode][f"corrupted_{m}"]) for m in METRICS)]
+            for label, result in results.items() for mode in result["modes"]]
+    return tabulate(rows, headers, tablefmt=tablefmt)
+
+
+def mce_table(summary, tablefmt):
+    keys = ("mCE_rank1", "mCE_mAP", "relative_mCE_rank1", "relative_mCE_mAP")
+    headers = ["model", "mode", "mCE (R1)", "mCE (mAP)", "relative mCE (R1)", "relative mCE (mAP)"]
+    rows = [[label, mode, *(round(row[k], 1) for k in keys)] for label, by_mode in summary.items()
+            for mode, row in by_mode.items()]
+    return tabulate(rows, headers, tablefmt=tablefmt)
+
+
+def per_corruption_table(results, mode, corruptions, tablefmt):
+    """Rows: corruptions (with their family) and clean; columns: each model's R1 / mAP / mINP
+    averaged over the severities."""
+    means = {label: {m: severity_mean(by_corruption(r["modes"][mode], m)) for m in METRICS}
+             for label, r in results.items()}
+    family = {c: f for f, names in FAMILIES.items() for c in names}
+    headers = ["corruption", "family"] + [f"{label} {name}" for label in results for name in ("R1", "mAP", "mINP")]
+    rows = [[c, family[c], *(_pct(means[label][m][c]) for label in results for m in METRICS)] for c in corruptions]
+    rows.append(["clean", "", *(_pct(r["clean"][m]) for r in results.values() for m in METRICS)])
+    return tabulate(rows, headers, tablefmt=tablefmt)
+
+
+def corruption_tables(results, summary, reference, corruptions, severities, tablefmt="simple"):
+    """``[(title, table)]`` of a corruption benchmark run (evaluation/corruption_metrics.py's results
+    and ``summaries``); metrics in percent."""
+    modes = list(next(iter(results.values()))["modes"])
+    parts = [("Clean vs corrupted (R1 / mAP / mINP, %; '20x5 mean': the mean over the corruptions and severities "
+              "evaluated; 'random': each image one random corruption and level)",
+              clean_vs_corrupted_table(results, summary, tablefmt)),
+             (f"Mean corruption error against {reference} (100 = the reference's errors; lower is better)",
+              mce_table(summary, tablefmt))]
+    parts += [(f"Per corruption, mode '{mode}' (%, mean over severities {list(severities)})",
+               per_corruption_table(results, mode, corruptions, tablefmt)) for mode in modes]
+    return parts

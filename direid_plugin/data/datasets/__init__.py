@@ -2,11 +2,12 @@
 import functools
 
 from direid_plugin.data.datasets.caviar import CAVIAR
+from direid_plugin.data.datasets.corrupted import corrupted_datasets
 from direid_plugin.data.datasets.mlr_cuhk03 import MLRCUHK03, MLRCUHK03Folder
 from direid_plugin.data.datasets.mlr_viper import MLRViper
 from direid_plugin.data.datasets.pku_reid import PKUReid
 from direid_plugin.data.datasets.synthetic import SyntheticMLR
-from direid_plugin.data.datasets.wrappers import wrapper_datasets
+from direid_plugin.data.datasets.wrappers import STOCK_DATASETS, wrapper_datasets
 
 # name -> ImageDataset class (or functools.partial of one)
 DATASETS = {
@@ -21,8 +22,12 @@ DATASETS = {
     "mlr_cuhk03_folder": MLRCUHK03Folder,
     "caviar": CAVIAR,
 }
+PLUGIN_BASES = tuple(DATASETS)
 # mlr_<stock> / lowlight_<stock> for torchreid's datasets; the dedicated entries above keep their names.
 DATASETS.update(wrapper_datasets(taken=DATASETS))
+# corrupted_<name> / corrupted_query_<name> / corrupted_gallery_<name> for torchreid's datasets and
+# the plugin's own; other bases and fixed corruptions are registered when named (datasets/corrupted.py).
+DATASETS.update(corrupted_datasets(STOCK_DATASETS + PLUGIN_BASES))
 # <name>_val: the same protocol on held-out training identities of each split (model selection
 # without the test identities; splits.validation_split), sized like MLR-CUHK03's test set.
 VALIDATION_IDS = 100

@@ -51,6 +51,21 @@ def test_two_models_on_corrupted_viper(mlr_root, tmp_path, osnet_msmt17_weights,
         assert heatmap.width > 300 and heatmap.height > 150
     assert "| corruption" in (output / "results.md").read_text()
 
+    # Adding a model to that run evaluates the new one only; the others come from its results.json.
+    calls.clear()
+    tool.main(["--dataset", "viper", "--root", str(mlr_root), "--model", "msmt17", str(config), osnet_msmt17_weights,
+               "--model", "market", str(config), osnet_market_weights, "--model", "market again", str(config),
+               osnet_market_weights, "--reference", "msmt17", "--corruptions", "fog,rain", "--severities", "1,5",
+               "--output", str(tmp_path / "more"), "--reuse", str(output / "results.json")])
+    assert calls == [4] * 12 and "msmt17: reused from" in capsys.readouterr().out
+    more = json.loads((tmp_path / "more" / "results.json").read_text())
+    assert more["results"]["msmt17"] == results["results"]["msmt17"]
+    assert more["results"]["market again"] == results["results"]["market"]  # same weights, evaluated afresh
+    with pytest.raises(SystemExit, match="its test sets differ"):
+        tool.main(["--dataset", "viper", "--root", str(mlr_root), "--model", "msmt17", str(config),
+                   osnet_msmt17_weights, "--corruptions", "fog", "--output", str(tmp_path / "x"),
+                   "--reuse", str(output / "results.json")])
+
 
 def test_bad_arguments_are_one_line_errors(capsys):
     tool = _tool()

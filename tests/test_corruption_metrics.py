@@ -31,6 +31,8 @@ def test_relative_mce_counts_errors_above_each_models_clean_error():
 def test_a_reference_that_loses_nothing_makes_the_relative_ratio_undefined():
     flat = {"fog": {1: 0.9, 2: 0.9}}
     assert math.isnan(relative_corruption_errors(flat, 0.9, flat, 0.9)["fog"])
+    gaining = {"fog": {1: 0.95, 2: 0.9}}  # better than clean under the corruption: a negative drop
+    assert math.isnan(relative_corruption_errors(MODEL, 0.95, gaining, 0.9)["fog"])
 
 
 def test_severity_mean():

@@ -10,8 +10,9 @@ clean test set:
 
 mCE < 100: fewer errors under corruption than the reference; relative mCE < 100: a smaller drop from
 its own clean accuracy than the reference's drop. A model's mCE against itself is 100, as is its
-relative mCE unless the reference loses nothing under some corruption (then that ratio is undefined
-and the relative mCE is NaN).
+relative mCE unless the reference loses nothing under some corruption: relCE_c is then undefined
+(NaN, and so is the relative mCE). A reference that loses little (a weak model near its corrupted
+level) makes relCE_c explode; choose a reference that clearly loses accuracy under corruption.
 
 Scores are fractions in [0, 1]; ``scores[corruption][severity]`` for one model and one metric.
 A benchmark run's results (tools/benchmark_corruptions.py) are, per model,
@@ -32,13 +33,15 @@ def corruption_errors(scores, reference):
 
 
 def relative_corruption_errors(scores, clean, reference, reference_clean):
-    """``{corruption: relative CE}``: errors above each model's own clean error."""
+    """``{corruption: relative CE}``: errors above each model's own clean error; NaN where the
+    reference's summed drop is not positive (a reference that gains under a corruption has no drop
+    to compare with)."""
     return {c: _ratio(sum(clean - v for v in scores[c].values()), sum(reference_clean - v for v in reference[c].values()))
             for c in reference}
 
 
 def _ratio(numerator, denominator):
-    return numerator / denominator if denominator else math.nan
+    return numerator / denominator if denominator > 0 else math.nan
 
 
 def mean_ce(errors):

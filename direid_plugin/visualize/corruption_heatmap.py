@@ -24,7 +24,7 @@ def save_drop_heatmap(path, drops, corruptions, title):
                         aspect="auto")
     for i, row in enumerate(values):
         for j, value in enumerate(row):
-            axes.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7,
+            axes.text(j, i, f"{round(value)}", ha="center", va="center", fontsize=7,
                       color="white" if value > 0.6 * peak else "black")
     axes.set_xticks(range(len(columns)), [c.replace("_", " ") for c in columns], rotation=60, ha="right", fontsize=8)
     axes.set_yticks(range(len(models)), models, fontsize=8)

@@ -191,6 +191,8 @@ def build_engine(cfg, datamanager, model, clock=None, inputs=None):
 def build_run(cfg, clock=None):
     """Data manager, model (on the GPU when ``use_gpu``) and engine of one run; returns the engine."""
     set_random_seed(cfg.train.seed)
+    if cfg.engine.flush_denormal:
+        torch.set_flush_denormal(True)  # process-wide; left as the user set it otherwise
     datamanager = build_datamanager(cfg)
     inputs = model_inputs(cfg)
     model = build_model(cfg, datamanager.num_train_pids, inputs)

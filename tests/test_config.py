@@ -87,3 +87,24 @@ def test_several_bases_merge_in_order(tmp_path):
     child = _write(tmp_path / "child.yaml", "_BASE_: [a.yaml, b.yaml]\ntrain:\n  lr: 0.2\n")
     cfg = load_config(str(child))
     assert (cfg.train.max_epoch, cfg.train.lr, cfg.ddgan.dis_dim) == (5, 0.2, 8)  # b over a, the file over both
+
+
+def test_engine_flush_denormal_turns_cpu_denormals_to_zero(tmp_path, monkeypatch):
+    import torch
+
+    from direid_plugin.build import build_run
+
+    monkeypatch.setenv("DIREID_CACHE", str(tmp_path / "cache"))
+    cfg = get_default_config()
+    cfg.merge_from_list(["data.sources", "['synthetic_mlr_tiny']", "data.targets", "['synthetic_mlr_tiny']",
+                         "data.height", "64", "data.width", "32", "data.workers", "0", "model.name", "osnet_x0_25",
+                         "model.pretrained", "False", "use_gpu", "False", "data.save_dir", str(tmp_path / "run")])
+    denormal = torch.tensor([1e-39], dtype=torch.float32)
+    try:
+        build_run(cfg)
+        assert (denormal * 1.0).item() != 0.0  # off by default
+        cfg.engine.flush_denormal = True
+        build_run(cfg)
+        assert (denormal * 1.0).item() == 0.0
+    finally:
+        torch.set_flush_denormal(False)

@@ -165,3 +165,4 @@ def test_any_registered_dataset_gets_the_random_protocol_when_named():
     assert "corrupted_gallery_mlr_market1501" not in dataset_registry()
     check_dataset_names(cfg)
     assert "corrupted_gallery_mlr_market1501" in dataset_registry()
+

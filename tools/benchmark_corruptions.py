@@ -39,7 +39,7 @@ from torchreid.reid.utils import set_random_seed
 from direid_plugin import weights
 from direid_plugin.build import load_reported
 from direid_plugin.config import ConfigError, load_config
-from direid_plugin.data.corruptions import CORRUPTIONS, SEVERITIES, CorruptionError, check_corruption
+from direid_plugin.data.corruptions import CORRUPTIONS, SEVERITIES, CorruptionError, check_corruption, check_severity
 from direid_plugin.data.datasets.corrupted import MODES, CorruptedDataset
 from direid_plugin.data.image_io import read_image
 from direid_plugin.data.manifest import file_sha1
@@ -84,7 +84,7 @@ def parse_args(argv=None):
         for corruption in args.corruptions:
             check_corruption(corruption)
         for severity in args.severities:
-            check_corruption(CORRUPTIONS[0], severity)
+            check_severity(severity)
     except (CorruptionError, ValueError) as e:
         parser.error(f"--corruptions / --severities: {e}")
     return args
@@ -141,10 +141,13 @@ class FeatureExtractor:
         return torch.nn.functional.normalize(features, dim=1) if self.normalize else features
 
 
-def scores(query, gallery, q_items, g_items, metric):
-    labels = [torch.tensor([item[i] for item in items]) for i in (1, 2) for items in (q_items, g_items)]
-    q_pids, g_pids, q_camids, g_camids = labels
-    result = evaluate_ranking(FeatureDistances(query, gallery, metric), q_pids, g_pids, q_camids, g_camids)
+def ranking_labels(q_items, g_items):
+    """(q_pids, g_pids, q_camids, g_camids) as ``evaluate_ranking`` takes them."""
+    return tuple(torch.tensor([item[i] for item in items]) for i in (1, 2) for items in (q_items, g_items))
+
+
+def scores(query, gallery, labels, metric):
+    result = evaluate_ranking(FeatureDistances(query, gallery, metric), *labels)
     return {"rank1": float(result.cmc[0]), "mAP": result.mAP, "mINP": result.mINP}
 
 
@@ -152,13 +155,14 @@ def evaluate_model(label, cfg, path, sets, clean_items, batch_size):
     """``{"clean": scores, "modes": {mode: {key: scores}}}`` of one model over every test set."""
     extract = FeatureExtractor(cfg, path, batch_size)
     metric = cfg.test.dist_metric
+    labels = ranking_labels(*clean_items)  # every corrupted set keeps the clean sets' order and labels
     clean_q, clean_g = (extract(items) for items in clean_items)
-    result = {"clean": scores(clean_q, clean_g, *clean_items, metric), "modes": {mode: {} for mode in MODES}}
+    result = {"clean": scores(clean_q, clean_g, labels, metric), "modes": {mode: {} for mode in MODES}}
     for key, dataset in tqdm(sets.items(), desc=label):
         q, g = extract(dataset.query), extract(dataset.gallery)
         pairs = {"both": (q, g), "query": (q, clean_g), "gallery": (clean_q, g)}
         for mode, (qf, gf) in pairs.items():
-            result["modes"][mode][key] = scores(qf, gf, *clean_items, metric)  # same order and labels as the clean sets
+            result["modes"][mode][key] = scores(qf, gf, labels, metric)
     return result
 
 
@@ -185,7 +189,8 @@ def model_description(config, path):
 
 
 def reusable_results(path, args):
-    """``{label: (results, seconds)}`` of ``path``'s models (an earlier run on the same test sets)."""
+    """``{label: (results, model description, seconds)}`` of ``path``'s models (an earlier run on the
+    same test sets)."""
     with open(path) as f:
         earlier = json.load(f)
     if {k: earlier.get(k) for k in test_set_description(args)} != test_set_description(args):

@@ -43,7 +43,13 @@ def check_corruption(name, severity=None):
     """Raise a one-line ``CorruptionError`` listing the valid values when ``name`` or ``severity`` is not one."""
     if name not in CORRUPTIONS:
         raise CorruptionError(f"unknown corruption {name!r}; valid names are {', '.join(CORRUPTIONS)}")
-    if severity is not None and (isinstance(severity, bool) or severity not in SEVERITIES):
+    if severity is not None:
+        check_severity(severity)
+
+
+def check_severity(severity):
+    """Raise a one-line ``CorruptionError`` listing the valid levels when ``severity`` is not one."""
+    if isinstance(severity, bool) or severity not in SEVERITIES:
         raise CorruptionError(f"corruption severity must be one of {list(SEVERITIES)}, got {severity!r}")
 
 

@@ -46,7 +46,7 @@ def _ratio(numerator, denominator):
 
 def mean_ce(errors):
     """100 x the mean of a ``{corruption: CE}``."""
-    return 100.0 * sum(errors.values()) / len(errors)
+    return 100.0 * _mean(errors)
 
 
 def severity_mean(scores):

@@ -23,10 +23,9 @@ import re
 
 from torchreid.reid.data.datasets.dataset import ImageDataset
 
-from direid_plugin.data.corruptions import CORRUPTIONS, SEVERITIES, check_corruption, corrupt
-from direid_plugin.data.datasets.protocol_cache import load_or_build, write_degraded
+from direid_plugin.data.corruptions import CORRUPTIONS, SEVERITIES, check_corruption, check_severity, corrupt
+from direid_plugin.data.datasets.protocol_cache import image_jobs, load_or_build, write_degraded
 from direid_plugin.data.datasets.wrappers import BASE_FLAGS, build_base
-from direid_plugin.data.image_io import read_image
 from direid_plugin.registry import dataset_registry, register_dataset
 
 # mode -> the test sets it corrupts
@@ -70,7 +69,7 @@ class CorruptedDataset(ImageDataset):
         if corruption is not None:
             check_corruption(corruption, severity)
         elif severity is not None:
-            check_corruption(CORRUPTIONS[0], severity)
+            check_severity(severity)
         root = os.path.abspath(os.path.expanduser(root))
         base_flags = {key: kwargs.pop(key) for key in BASE_FLAGS if key in kwargs}
         dataset = build_base(base, root, split_id, base_flags)
@@ -79,10 +78,8 @@ class CorruptedDataset(ImageDataset):
         name = f"corrupted_{base}"
 
         def build(tmp):
-            jobs = [(f"corrupted/{i:06d}_{os.path.splitext(os.path.basename(path))[0]}.png", path,
-                     lambda path=path: read_image(path))
-                    for i, path in enumerate(targets)]
-            return {"corrupted": write_degraded(tmp, jobs, seed, draw_corruption(corruption, severity))}
+            return {"corrupted": write_degraded(tmp, image_jobs("corrupted", targets), seed,
+                                                draw_corruption(corruption, severity))}
 
         params = {"dataset": name, "root": root, "split_id": split_id, "base_flags": base_flags, "seed": seed,
                   "corruption": corruption, "severity": severity}

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from direid_plugin.data.image_io import read_image
 from direid_plugin.data.manifest import MANIFEST, ManifestError, build_once, cache_root, params_key, read_manifest
 
 # The degradation draws' stream of a protocol seed (datasets/splits.py draws streams 0 and 2), so
@@ -80,6 +81,13 @@ def _content_sha1(record):
 
 def _sealed(payload):
     return dict(payload, content_sha1=_content_sha1(payload))
+
+
+def image_jobs(subfolder, paths):
+    """``write_degraded`` jobs for raw image ``paths`` in that order: ``<subfolder>/<index>_<stem>.png``."""
+    return [(f"{subfolder}/{i:06d}_{os.path.splitext(os.path.basename(path))[0]}.png", path,
+             lambda path=path: read_image(path))
+            for i, path in enumerate(paths)]
 
 
 def write_degraded(folder, jobs, seed, degrade):

@@ -26,9 +26,8 @@ import os
 from torchreid.reid.data.datasets import init_image_dataset
 from torchreid.reid.data.datasets.dataset import ImageDataset
 
-from direid_plugin.data.datasets.protocol_cache import RawDataError, load_or_build, write_degraded
+from direid_plugin.data.datasets.protocol_cache import RawDataError, image_jobs, load_or_build, write_degraded
 from direid_plugin.data.degradations import PROTOCOL_DEGRADATIONS
-from direid_plugin.data.image_io import read_image
 from direid_plugin.registry import dataset_registry
 
 # torchreid's stock image datasets that have a query set (cuhksysu is train-only).
@@ -88,11 +87,7 @@ class DegradedCameraDataset(ImageDataset):
         name = f"{degradation}_wrap_{base}"  # the cache label; distinct from the dedicated datasets' caches
 
         def build(tmp):
-            jobs = [
-                (f"degraded/{i:06d}_{os.path.splitext(os.path.basename(path))[0]}.png", path,
-                 lambda path=path: read_image(path))
-                for i, path in enumerate(targets)
-            ]
+            jobs = image_jobs("degraded", targets)
             return {"lr_camids": lr, "degraded": write_degraded(tmp, jobs, seed, PROTOCOL_DEGRADATIONS[degradation])}
 
         params = {"dataset": name, "root": root, "split_id": split_id, "base_flags": base_flags, "seed": seed,
